@@ -1,0 +1,188 @@
+//! The spec store: the durable user spec (every group), so a new leader picks up where the
+//! old one stopped.
+//!
+//! Writes are compare-and-swap on a [`Version`]: a deposed leader holding a stale version
+//! cannot overwrite what the new leader committed.
+
+use crate::error::{Classify, ErrorKind};
+use crate::group::GroupSpec;
+use crate::id::GroupId;
+use crate::serde_util::nullable_default;
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+mod file;
+mod memory;
+
+pub use file::FileStore;
+pub use memory::MemoryStore;
+
+/// The version of a stored spec. Each successful save increments it; the first save
+/// produces version 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Version(pub u64);
+
+impl Version {
+    /// The version after this one.
+    pub fn next(self) -> Version {
+        Version(self.0.saturating_add(1))
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "v{}", self.0)
+    }
+}
+
+/// Everything a manager persists: the spec of every group it manages.
+///
+/// On disk and on the wire: `{"Groups":{"workers":{"ID":"workers","Properties":{..}}}}`.
+///
+/// ```
+/// use infrakit_core::{GlobalSpec, GroupSpec, PluginSpec, Allocation};
+/// let mut global = GlobalSpec::default();
+/// global.put(GroupSpec::new(
+///     "workers",
+///     PluginSpec::new("simulator", serde_json::json!({})),
+///     PluginSpec::new("vanilla", serde_json::json!({})),
+///     Allocation::size(2),
+/// ));
+/// assert!(global.get(&"workers".into()).is_some());
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct GlobalSpec {
+    /// The groups, by ID.
+    #[serde(
+        rename = "Groups",
+        default,
+        deserialize_with = "nullable_default::deserialize"
+    )]
+    pub groups: BTreeMap<GroupId, GroupSpec>,
+}
+
+impl GlobalSpec {
+    /// Adds or replaces a group's spec.
+    pub fn put(&mut self, spec: GroupSpec) -> Option<GroupSpec> {
+        self.groups.insert(spec.id.clone(), spec)
+    }
+
+    /// A group's spec.
+    pub fn get(&self, id: &GroupId) -> Option<&GroupSpec> {
+        self.groups.get(id)
+    }
+
+    /// Removes a group's spec.
+    pub fn remove(&mut self, id: &GroupId) -> Option<GroupSpec> {
+        self.groups.remove(id)
+    }
+}
+
+/// A value together with the version it was read at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Versioned<T> {
+    /// The version; pass it back to [`Store::save`] to update.
+    pub version: Version,
+    /// The value.
+    pub value: T,
+}
+
+/// A store operation failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum StoreError {
+    /// The stored version is not the one the write expected: someone else wrote first.
+    /// Reload and decide again.
+    #[error("version conflict: expected {}, found {}", fmt_version(*expected), fmt_version(*actual))]
+    Conflict {
+        /// What the writer expected (`None`: that nothing was stored yet).
+        expected: Option<Version>,
+        /// What is stored (`None`: nothing).
+        actual: Option<Version>,
+    },
+    /// The stored data cannot be decoded.
+    #[error("stored spec is corrupt: {message}")]
+    Corrupt {
+        /// What is wrong.
+        message: String,
+    },
+    /// The spec is larger than the store can hold.
+    #[error("spec too large: {size} bytes, the limit is {limit}")]
+    TooLarge {
+        /// The encoded size.
+        size: usize,
+        /// The store's limit.
+        limit: usize,
+    },
+    /// An I/O error (disk, network); transient.
+    #[error("store unavailable: {message}")]
+    Unavailable {
+        /// What happened.
+        message: String,
+    },
+    /// Any other backend error, message preserved.
+    #[error("store error: {message}")]
+    Other {
+        /// The message.
+        message: String,
+        /// Whether retrying may help.
+        transient: bool,
+    },
+}
+
+fn fmt_version(v: Option<Version>) -> String {
+    v.map_or_else(|| "nothing stored".to_owned(), |v| v.to_string())
+}
+
+impl Classify for StoreError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            StoreError::Unavailable { .. }
+            | StoreError::Other {
+                transient: true, ..
+            } => ErrorKind::Transient,
+            _ => ErrorKind::Permanent,
+        }
+    }
+}
+
+/// Durable storage for the [`GlobalSpec`].
+///
+/// # Contract
+/// - `load` returns `None` when nothing was ever saved.
+/// - `save(spec, expected)` succeeds only if the stored version equals `expected` (`None`:
+///   nothing is stored yet), and returns the new version; otherwise it fails with
+///   [`StoreError::Conflict`] and changes nothing.
+/// - A save is atomic: a crash leaves the old spec or the new one, never a torn one.
+///
+/// ```
+/// use infrakit_core::{GlobalSpec, MemoryStore, Store, StoreError};
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let store = MemoryStore::new();
+/// assert!(store.load().await?.is_none());
+/// let v1 = store.save(&GlobalSpec::default(), None).await?;
+/// // A writer still holding "nothing stored" loses.
+/// assert!(matches!(
+///     store.save(&GlobalSpec::default(), None).await,
+///     Err(StoreError::Conflict { .. })
+/// ));
+/// let v2 = store.save(&GlobalSpec::default(), Some(v1)).await?;
+/// assert!(v2 > v1);
+/// # Ok::<(), StoreError>(())
+/// # }).unwrap();
+/// ```
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// The stored spec and its version, or `None` if nothing was saved yet.
+    async fn load(&self) -> Result<Option<Versioned<GlobalSpec>>, StoreError>;
+
+    /// Saves `spec` if the stored version is `expected`; returns the new version.
+    async fn save(
+        &self,
+        spec: &GlobalSpec,
+        expected: Option<Version>,
+    ) -> Result<Version, StoreError>;
+}
