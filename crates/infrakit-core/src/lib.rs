@@ -67,6 +67,9 @@
 //! # });
 //! ```
 
+// Library code never unwraps a fallible value; tests may.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod error;
 pub mod flavor;
 pub mod group;
