@@ -79,6 +79,7 @@ pub mod leadership;
 pub mod metadata;
 #[cfg(feature = "mocks")]
 pub mod mocks;
+pub mod reconcile;
 mod serde_util;
 pub mod simulator;
 mod spec_error;
