@@ -12,6 +12,10 @@ use serde_json::Value;
 use std::fmt;
 use std::time::Duration;
 
+mod vanilla;
+
+pub use vanilla::Vanilla;
+
 /// What a flavor thinks of an instance.
 ///
 /// On the wire it is a number: `0` unknown, `1` healthy, `2` unhealthy.

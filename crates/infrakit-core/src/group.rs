@@ -568,7 +568,8 @@ fn validate_group_id(id: &GroupId) -> Result<(), SpecError> {
 
 /// What [`Group::describe`] reports.
 ///
-/// On the wire: `{"Instances":[..],"Converged":true}`.
+/// On the wire: `{"Instances":[..],"Converged":true}`, plus the engine's detail (members' health,
+/// the update's state, the current plan, the last error) in fields Go clients ignore.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct GroupDescription {
     /// The group's members as the provider reports them.
@@ -581,6 +582,35 @@ pub struct GroupDescription {
     /// True when the members match the spec: size, logical IDs and configuration.
     #[serde(rename = "Converged")]
     pub converged: bool,
+    /// Each member's health and whether its configuration is current.
+    #[serde(rename = "Members", default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<MemberStatus>,
+    /// Where a rolling update stands.
+    #[serde(rename = "Update", default, skip_serializing_if = "Option::is_none")]
+    pub update: Option<crate::reconcile::UpdateProgress>,
+    /// The controller's current plan, in one line.
+    #[serde(rename = "Plan", default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
+    /// The last error of the controller, until a pass succeeds.
+    #[serde(rename = "LastError", default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// One member in a [`GroupDescription`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemberStatus {
+    /// The instance.
+    #[serde(rename = "ID")]
+    pub id: InstanceId,
+    /// Its logical ID.
+    #[serde(rename = "LogicalID", default)]
+    pub logical_id: Option<LogicalId>,
+    /// Its health, per the flavor.
+    #[serde(rename = "Health")]
+    pub health: crate::flavor::Health,
+    /// Whether it has the current configuration.
+    #[serde(rename = "UpToDate")]
+    pub up_to_date: bool,
 }
 
 /// A group controller call failed.

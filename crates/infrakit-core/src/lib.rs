@@ -76,9 +76,11 @@ pub mod group;
 mod id;
 pub mod instance;
 pub mod leadership;
+pub mod manager;
 pub mod metadata;
 #[cfg(feature = "mocks")]
 pub mod mocks;
+pub mod plugins;
 pub mod reconcile;
 mod serde_util;
 pub mod simulator;
@@ -89,8 +91,8 @@ mod tags;
 pub use error::{Classify, ErrorKind};
 pub use flavor::{Flavor, FlavorError, Health, Index};
 pub use group::{
-    Allocation, Group, GroupDescription, GroupError, GroupSpec, HealingPolicy, PluginSpec,
-    UpdatePolicy, config_hash,
+    Allocation, Group, GroupDescription, GroupError, GroupSpec, HealingPolicy, MemberStatus,
+    PluginSpec, UpdatePolicy, config_hash,
 };
 pub use id::{GroupId, InstanceId, LogicalId};
 pub use instance::{
@@ -101,7 +103,10 @@ pub use leadership::{
     FileLeadership, Leadership, LeadershipState, LeadershipStream, ManualLeadership,
     StaticLeadership, Term,
 };
+pub use manager::{Manager, ManagerBuilder};
 pub use metadata::{MemoryMetadata, Metadata, MetadataError};
+pub use plugins::Plugins;
+pub use reconcile::{EngineEvent, EngineOptions};
 pub use simulator::Simulator;
 pub use spec_error::SpecError;
 pub use store::{FileStore, GlobalSpec, MemoryStore, Store, StoreError, Version, Versioned};

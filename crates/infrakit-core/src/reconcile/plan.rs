@@ -159,23 +159,29 @@ pub enum Action {
 }
 
 /// The state of a rolling update in a plan.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// On the wire: `{"State":"rolling","Outdated":2}`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "State", rename_all = "snake_case")]
 pub enum UpdateProgress {
     /// Every member has the current configuration.
     UpToDate,
     /// Members are being replaced.
     Rolling {
         /// Members still on an older configuration.
+        #[serde(rename = "Outdated")]
         outdated: usize,
     },
     /// Outdated members remain, but the spec says `Paused`.
     Paused {
         /// Members still on an older configuration.
+        #[serde(rename = "Outdated")]
         outdated: usize,
     },
     /// The deadline passed with outdated members left.
     Failed {
         /// Members still on an older configuration.
+        #[serde(rename = "Outdated")]
         outdated: usize,
     },
 }
@@ -450,6 +456,11 @@ fn plan_scaled(input: PlanInput<'_>, target: usize) -> Plan {
     let update = update_progress(&input, outdated_count);
     let rolling = matches!(update, UpdateProgress::Rolling { .. });
     let surge = if rolling { policy.max_surge } else { 0 };
+    let held = if outdated_count > 0 {
+        policy.max_surge
+    } else {
+        0
+    };
     let counted = live.len() + pending;
     let mut waiting = None;
 
@@ -463,23 +474,26 @@ fn plan_scaled(input: PlanInput<'_>, target: usize) -> Plan {
                 cause: Cause::ScaleUp,
             });
         }
-    } else if counted > target && !(rolling && counted <= target + surge as usize) {
+    } else if counted > target && !(outdated_count > 0 && counted <= target + held as usize) {
         let excess = counted - target;
         let ranked = scale_in_victims(&live, excess);
         let outdated_victims = live
             .iter()
             .filter(|v| v.outdated && ranked.iter().any(|m| std::ptr::eq(*m, v.m)))
             .count();
-        // During an update, up to MaxSurge extra members are the update's own doing.
-        let n = if rolling && outdated_victims < outdated_count {
-            excess.saturating_sub(surge as usize)
+        // While outdated members remain, up to MaxSurge extra members are the update's own
+        // doing (also when it is paused or failed: they are kept, not churned).
+        let n = if outdated_victims < outdated_count {
+            excess.saturating_sub(held as usize)
         } else {
             excess
         };
         if n > 0 {
             scaled_now = true;
             if pending > 0 {
-                waiting = Some(format!("{pending} provisions in flight before scaling down"));
+                waiting = Some(format!(
+                    "{pending} provisions in flight before scaling down"
+                ));
             } else {
                 for m in ranked.into_iter().take(n) {
                     actions.push(destroy(m, DestroyContext::ScaleDown, Cause::ScaleDown));

@@ -1,0 +1,169 @@
+//! What drives a controller ([`Trigger`]) and what it reports ([`EngineEvent`]).
+
+use super::plan::Cause;
+use crate::id::{GroupId, InstanceId, LogicalId};
+use crate::leadership::Term;
+use std::time::Duration;
+
+/// Why a reconcile pass runs: one closed set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Trigger {
+    /// The periodic resync, which catches whatever events missed.
+    Resync,
+    /// The provider reported a change to a member (or that events were lost).
+    ProviderEvent,
+    /// The group's spec was committed or resized.
+    SpecChanged,
+    /// This replica became the leader.
+    LeadershipChanged,
+    /// A retry after a failed pass (with backoff), or a requeue while waiting for progress.
+    Retry,
+}
+
+/// Everything the engine does, as typed events on a broadcast channel (for logs, metrics,
+/// progress bars and tests). See [`Manager::events`](crate::manager::Manager::events).
+#[derive(Debug, Clone, PartialEq)]
+pub enum EngineEvent {
+    /// This replica leads, in this term; controllers start.
+    LeadershipGained {
+        /// The term.
+        term: Term,
+    },
+    /// This replica stopped leading; every controller of the term has stopped.
+    LeadershipLost {
+        /// The term that ended.
+        term: Term,
+    },
+    /// A group controller started.
+    GroupStarted {
+        /// The group.
+        group: GroupId,
+    },
+    /// A member is being provisioned.
+    Provisioning {
+        /// The group.
+        group: GroupId,
+        /// Its logical ID, for quorum groups.
+        logical_id: Option<LogicalId>,
+        /// Why.
+        cause: Cause,
+    },
+    /// A member was provisioned.
+    Provisioned {
+        /// The group.
+        group: GroupId,
+        /// The new instance.
+        id: InstanceId,
+        /// Its logical ID, for quorum groups.
+        logical_id: Option<LogicalId>,
+        /// Why.
+        cause: Cause,
+    },
+    /// A provision failed.
+    ProvisionFailed {
+        /// The group.
+        group: GroupId,
+        /// Its logical ID, for quorum groups.
+        logical_id: Option<LogicalId>,
+        /// The error.
+        error: String,
+    },
+    /// A member was drained and destroyed.
+    Destroyed {
+        /// The group.
+        group: GroupId,
+        /// The instance.
+        id: InstanceId,
+        /// Why.
+        cause: Cause,
+    },
+    /// A drain or destroy failed; the member stays managed.
+    DestroyFailed {
+        /// The group.
+        group: GroupId,
+        /// The instance.
+        id: InstanceId,
+        /// The error.
+        error: String,
+    },
+    /// A member created outside the controller was adopted.
+    Adopted {
+        /// The group.
+        group: GroupId,
+        /// The instance.
+        id: InstanceId,
+    },
+    /// A rolling update began.
+    UpdateStarted {
+        /// The group.
+        group: GroupId,
+        /// The new configuration hash.
+        hash: String,
+        /// Members to replace.
+        outdated: usize,
+    },
+    /// Every member has the new configuration.
+    UpdateCompleted {
+        /// The group.
+        group: GroupId,
+        /// The configuration hash.
+        hash: String,
+    },
+    /// The update missed its deadline; it stays failed until a new spec is committed.
+    UpdateFailed {
+        /// The group.
+        group: GroupId,
+        /// Why.
+        reason: String,
+    },
+    /// The group matches its spec.
+    Converged {
+        /// The group.
+        group: GroupId,
+        /// Its size.
+        size: usize,
+    },
+    /// A pass failed; it is retried after a backoff.
+    PassFailed {
+        /// The group.
+        group: GroupId,
+        /// The error.
+        error: String,
+        /// When it is retried.
+        retry_in: Duration,
+    },
+    /// A group was destroyed and forgotten.
+    GroupDestroyed {
+        /// The group.
+        group: GroupId,
+    },
+    /// A group was freed: no longer managed, instances left running.
+    GroupFreed {
+        /// The group.
+        group: GroupId,
+    },
+}
+
+impl EngineEvent {
+    /// The group concerned, if any.
+    pub fn group(&self) -> Option<&GroupId> {
+        use EngineEvent::*;
+        match self {
+            LeadershipGained { .. } | LeadershipLost { .. } => None,
+            GroupStarted { group }
+            | Provisioning { group, .. }
+            | Provisioned { group, .. }
+            | ProvisionFailed { group, .. }
+            | Destroyed { group, .. }
+            | DestroyFailed { group, .. }
+            | Adopted { group, .. }
+            | UpdateStarted { group, .. }
+            | UpdateCompleted { group, .. }
+            | UpdateFailed { group, .. }
+            | Converged { group, .. }
+            | PassFailed { group, .. }
+            | GroupDestroyed { group }
+            | GroupFreed { group } => Some(group),
+        }
+    }
+}
