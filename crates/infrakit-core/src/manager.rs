@@ -335,6 +335,34 @@ impl Manager {
         Ok(Controller::start(spec, instance, flavor, Arc::clone(ctx)))
     }
 
+    /// Runs a read-only step, retrying transient provider errors a few times with backoff,
+    /// so a throttled `validate` or `describe` does not fail a user's call.
+    async fn retrying<T, F, Fut>(&self, mut step: F) -> Result<T, GroupError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, GroupError>>,
+    {
+        let mut backoff = crate::reconcile::Backoff::new(
+            self.inner.options.backoff_base,
+            self.inner.options.backoff_max.min(Duration::from_secs(2)),
+        );
+        loop {
+            match step().await {
+                Ok(v) => return Ok(v),
+                Err(e)
+                    if e.is_transient()
+                        && backoff.failures() < 5
+                        && !matches!(e, GroupError::NotLeader { .. }) =>
+                {
+                    let d = backoff.next_delay(e.retry_after());
+                    tracing::debug!(error = %e, retry_in = ?d, "transient error: retrying");
+                    tokio::time::sleep(d).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     fn require_leader(&self) -> Result<Term, GroupError> {
         match &*self.inner.state.borrow() {
             LeadershipState::Leader { term } => Ok(*term),
@@ -458,8 +486,8 @@ impl Manager {
 #[async_trait]
 impl Group for Manager {
     async fn commit(&self, spec: GroupSpec, pretend: bool) -> Result<String, GroupError> {
-        self.validate(&spec).await?;
-        let plan = self.preview(&spec).await?;
+        self.retrying(|| self.validate(&spec)).await?;
+        let plan = self.retrying(|| self.preview(&spec)).await?;
         if pretend {
             return Ok(plan.explain());
         }
@@ -521,12 +549,16 @@ impl Group for Manager {
         let spec = shared.spec();
         let (destroyed, error) = {
             let _work = shared.work.lock().await;
-            let members = shared.describe_members().await?;
+            let members = self
+                .retrying(|| async { Ok(shared.describe_members().await?) })
+                .await?;
             shared
                 .destroy_now(&spec, members, DestroyContext::Terminate)
                 .await
         };
-        let left = shared.describe_members().await?;
+        let left = self
+            .retrying(|| async { Ok(shared.describe_members().await?) })
+            .await?;
         if let Some(e) = error.filter(|_| !left.is_empty()) {
             shared.trigger(Trigger::SpecChanged);
             return Err(GroupError::Other {
@@ -576,7 +608,7 @@ impl Group for Manager {
             None => {
                 // Not controlled here (a follower): observe, read-only.
                 let spec = self.stored_spec(id).await?;
-                let plan = self.preview(&spec).await?;
+                let plan = self.retrying(|| self.preview(&spec)).await?;
                 Ok(GroupDescription {
                     converged: plan.converged(),
                     plan: Some(plan.explain()),
@@ -608,7 +640,9 @@ impl Group for Manager {
         };
         // Hold the pass lock: no reconcile pass runs until the size is lowered.
         let _work = shared.work.lock().await;
-        let members = shared.describe_members().await?;
+        let members = self
+            .retrying(|| async { Ok(shared.describe_members().await?) })
+            .await?;
         let not_members: Vec<InstanceId> = ids
             .iter()
             .filter(|i| !members.iter().any(|m| &m.id == *i))

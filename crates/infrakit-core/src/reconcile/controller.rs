@@ -424,6 +424,19 @@ impl Shared {
         if let Some(e) = update_event {
             self.ctx.emit(e);
         }
+        // An update is complete when no member is outdated and the group is whole again.
+        if work.update.started.is_some()
+            && plan.update == UpdateProgress::UpToDate
+            && plan.converged()
+        {
+            work.update.started = None;
+            work.update.failed = false;
+            tracing::info!(group = %self.id, hash, "rolling update completed");
+            self.ctx.emit(EngineEvent::UpdateCompleted {
+                group: self.id.clone(),
+                hash: hash.clone(),
+            });
+        }
         if let UpdateProgress::Failed { outdated } = plan.update
             && !work.update.failed
         {
@@ -549,14 +562,6 @@ impl Shared {
                     outdated,
                 });
             }
-        } else if outdated == 0 && work.update.started.is_some() {
-            work.update.started = None;
-            work.update.failed = false;
-            tracing::info!(group = %self.id, hash, "rolling update completed");
-            return Some(EngineEvent::UpdateCompleted {
-                group: self.id.clone(),
-                hash: hash.to_owned(),
-            });
         } else if outdated > 0 && work.update.started.is_none() {
             work.update.started = Some(now);
         }
