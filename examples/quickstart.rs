@@ -209,19 +209,18 @@ async fn run() -> Result<(), Error> {
         .into_iter()
         .find(|i| i.spec.logical_id == Some("10.0.0.2".into()))
         .ok_or("no manager 10.0.0.2")?;
+    let mut events = a.manager.events();
     let killed_at = Instant::now();
     cloud.kill(&victim.id);
-    let mut events = a.manager.events();
     loop {
         if let EngineEvent::Provisioned {
             logical_id: Some(l),
             cause: Cause::Missing,
             ..
         } = events.recv().await?
+            && l == "10.0.0.2"
         {
-            if l == "10.0.0.2" {
-                break;
-            }
+            break;
         }
     }
     println!(

@@ -390,7 +390,7 @@ impl Manager {
             .await
             .map_err(|e| match e {
                 crate::instance::InstanceError::InvalidProperties(s) => {
-                    GroupError::InvalidSpec(s.under("Properties.Instance"))
+                    GroupError::InvalidSpec(s.under("Properties.Instance.Properties"))
                 }
                 other => other.into(),
             })?;
@@ -399,7 +399,7 @@ impl Manager {
             .await
             .map_err(|e| match e {
                 crate::flavor::FlavorError::InvalidProperties(s) => {
-                    GroupError::InvalidSpec(s.under("Properties.Flavor"))
+                    GroupError::InvalidSpec(s.under("Properties.Flavor.Properties"))
                 }
                 other => other.into(),
             })?;

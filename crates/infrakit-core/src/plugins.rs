@@ -19,8 +19,8 @@ use std::sync::Arc;
 ///     .instance("simulator", Simulator::new())
 ///     .flavor("vanilla", Vanilla);
 /// assert!(plugins.resolve_instance(&PluginSpec::new("simulator", serde_json::json!({}))).is_ok());
-/// let err = plugins.resolve_flavor(&PluginSpec::new("swarm/manager", serde_json::json!({}))).unwrap_err();
-/// assert_eq!(err.field, "Plugin");
+/// let missing = plugins.resolve_flavor(&PluginSpec::new("swarm/manager", serde_json::json!({})));
+/// assert_eq!(missing.err().map(|e| e.field), Some("Plugin".to_string()));
 /// ```
 #[derive(Clone, Default)]
 pub struct Plugins {

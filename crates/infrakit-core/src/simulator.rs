@@ -589,7 +589,7 @@ impl Instance for Simulator {
             Some(f) => Err(f.error(Op::Validate)),
             None if properties.is_object() || properties.is_null() => Ok(()),
             None => Err(InstanceError::InvalidProperties(SpecError::new(
-                "Properties",
+                "",
                 "the simulator takes a JSON object (or null)",
             ))),
         };

@@ -5,6 +5,10 @@ use crate::error::{Classify, ErrorKind};
 /// An invalid spec: `field` is a path such as `Properties.Allocation.LogicalIDs[2]`, in the
 /// JSON names a user writes, and `reason` says what is wrong with it.
 ///
+/// Plugins validating their own properties name fields relative to those properties
+/// (`"Size"`, or `""` for the properties as a whole); the manager prefixes the path
+/// (`Properties.Instance.Properties.Size`).
+///
 /// ```
 /// use infrakit_core::SpecError;
 /// let e = SpecError::new("Properties.Allocation", "exactly one of Size or LogicalIDs must be set");
@@ -14,7 +18,7 @@ use crate::error::{Classify, ErrorKind};
 /// );
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid spec: {field}: {reason}")]
+#[error("invalid spec: {}{reason}", if field.is_empty() { String::new() } else { format!("{field}: ") })]
 pub struct SpecError {
     /// Path of the offending field, dot-separated, with `[i]` for list positions.
     pub field: String,

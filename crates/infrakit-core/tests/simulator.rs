@@ -155,7 +155,8 @@ async fn validate_names_the_field() {
     sim.validate(&serde_json::json!({"a": 1})).await.unwrap();
     let err = sim.validate(&serde_json::json!([1, 2])).await.unwrap_err();
     match err {
-        InstanceError::InvalidProperties(e) => assert_eq!(e.field, "Properties"),
+        // Relative to the properties themselves: here, the whole object.
+        InstanceError::InvalidProperties(e) => assert_eq!(e.field, ""),
         other => panic!("unexpected {other}"),
     }
 }

@@ -50,8 +50,7 @@ fn parse(properties: &Value) -> Result<Props, FlavorError> {
     if properties.is_null() {
         return Ok(Props::default());
     }
-    SpecError::from_value(properties.clone())
-        .map_err(|e: SpecError| FlavorError::InvalidProperties(e.under("Properties")))
+    SpecError::from_value(properties.clone()).map_err(FlavorError::InvalidProperties)
 }
 
 #[async_trait]

@@ -12,7 +12,8 @@ use std::time::Duration;
 /// assert_eq!(b.next_delay(None), Duration::from_millis(100));
 /// assert_eq!(b.next_delay(None), Duration::from_millis(200));
 /// assert_eq!(b.next_delay(Some(Duration::from_millis(700))), Duration::from_millis(700));
-/// assert_eq!(b.next_delay(None), Duration::from_secs(1));
+/// assert_eq!(b.next_delay(None), Duration::from_millis(800));
+/// assert_eq!(b.next_delay(None), Duration::from_secs(1)); // capped
 /// b.reset();
 /// assert_eq!(b.next_delay(None), Duration::from_millis(100));
 /// ```

@@ -1,0 +1,166 @@
+//! Engine benchmarks: planning at scale, and heal latency on the simulator (events vs polling).
+#![allow(missing_docs)]
+
+use async_trait::async_trait;
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use infrakit::reconcile::{EngineEvent, InFlight, Member, PlanInput, UpdateClock, plan};
+use infrakit::*;
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+fn spec(n: u32) -> GroupSpec {
+    GroupSpec::new(
+        "workers",
+        PluginSpec::new("simulator", json!({"image": "v2"})),
+        PluginSpec::new("vanilla", json!({})),
+        Allocation::size(n),
+    )
+}
+
+fn members(n: usize, hash: &str) -> Vec<Member> {
+    (0..n)
+        .map(|i| Member {
+            description: Description::new(
+                format!("i-{i:08}").as_str(),
+                Tags::new()
+                    .with(GROUP_TAG, "workers")
+                    .with(CONFIG_HASH_TAG, hash),
+            ),
+            health: Health::Healthy,
+            health_age: Duration::from_secs(60),
+            first_seen: i as u64,
+        })
+        .collect()
+}
+
+fn planning(c: &mut Criterion) {
+    let mut group = c.benchmark_group("plan");
+    for n in [1_000usize, 10_000, 100_000] {
+        let s = spec(n as u32);
+        let hash = s.config_hash();
+        let in_flight = InFlight::default();
+        let steady = members(n, &hash);
+        group.bench_with_input(BenchmarkId::new("converged", n), &n, |b, _| {
+            b.iter(|| {
+                plan(PlanInput {
+                    spec: &s,
+                    config_hash: &hash,
+                    members: &steady,
+                    in_flight: &in_flight,
+                    update: UpdateClock::Idle,
+                    destroying: false,
+                })
+            })
+        });
+        // Every member outdated and 10% too many: the most work a plan does.
+        let outdated = members(n + n / 10, "old");
+        group.bench_with_input(BenchmarkId::new("outdated_and_oversized", n), &n, |b, _| {
+            b.iter(|| {
+                plan(PlanInput {
+                    spec: &s,
+                    config_hash: &hash,
+                    members: &outdated,
+                    in_flight: &in_flight,
+                    update: UpdateClock::Running(Duration::from_secs(1)),
+                    destroying: false,
+                })
+            })
+        });
+    }
+    group.finish();
+}
+
+/// The simulator without its event stream: the engine must poll.
+struct PollOnly(Simulator);
+
+#[async_trait]
+impl Instance for PollOnly {
+    async fn validate(&self, p: &Value) -> Result<(), InstanceError> {
+        self.0.validate(p).await
+    }
+    async fn provision(&self, s: InstanceSpec) -> Result<InstanceId, InstanceError> {
+        self.0.provision(s).await
+    }
+    async fn label(&self, id: &InstanceId, t: &Tags) -> Result<(), InstanceError> {
+        self.0.label(id, t).await
+    }
+    async fn destroy(&self, id: &InstanceId, c: DestroyContext) -> Result<(), InstanceError> {
+        self.0.destroy(id, c).await
+    }
+    async fn describe(&self, t: &Tags, p: bool) -> Result<Vec<Description>, InstanceError> {
+        self.0.describe(t, p).await
+    }
+}
+
+fn heal(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut group = c.benchmark_group("heal_latency");
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(8));
+    for (name, events, resync) in [
+        ("events", true, Duration::from_secs(10)),
+        ("polling_100ms", false, Duration::from_millis(100)),
+    ] {
+        let cloud = Simulator::builder().log_calls(false).build();
+        let plugins = if events {
+            Plugins::new().instance("simulator", cloud.clone())
+        } else {
+            Plugins::new().instance("simulator", PollOnly(cloud.clone()))
+        }
+        .flavor("vanilla", flavor::Vanilla);
+        let manager = Manager::builder(StaticLeadership::leader(), MemoryStore::new())
+            .plugins(plugins)
+            .options(EngineOptions {
+                resync,
+                calls_per_second: None,
+                settle: Duration::from_millis(1),
+                ..EngineOptions::default()
+            })
+            .build();
+        let mut events_rx = rt.block_on(async {
+            manager.start();
+            manager.wait_leading().await;
+            manager.commit(spec(3), false).await.expect("commit");
+            manager
+                .wait_converged(&"workers".into(), Duration::from_secs(10))
+                .await
+                .expect("converge");
+            manager.events()
+        });
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        manager
+                            .wait_converged(&"workers".into(), Duration::from_secs(10))
+                            .await
+                            .expect("converge");
+                        while events_rx.try_recv().is_ok() {}
+                        let victim = cloud.instances()[0].id.clone();
+                        let start = Instant::now();
+                        cloud.kill(&victim);
+                        // Until the replacement's provision is issued.
+                        loop {
+                            if let Ok(EngineEvent::Provisioning { .. }) = events_rx.recv().await {
+                                break;
+                            }
+                        }
+                        total += start.elapsed();
+                    }
+                    total
+                })
+            })
+        });
+        rt.block_on(manager.shutdown());
+    }
+    group.finish();
+}
+
+criterion_group!(benches, planning, heal);
+criterion_main!(benches);
