@@ -310,6 +310,10 @@ impl Manager {
             return;
         }
         for spec in global.groups.into_values() {
+            // A commit that raced the load already started this group's controller.
+            if g.controllers.contains_key(&spec.id) {
+                continue;
+            }
             match self.controller_for(spec, &ctx) {
                 Ok(c) => {
                     g.controllers.insert(c.shared.id.clone(), c);

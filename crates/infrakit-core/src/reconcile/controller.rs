@@ -205,12 +205,22 @@ impl Controller {
     }
 
     /// Stops the controller's tasks and waits until they are gone. Instances are left alone.
-    pub(crate) async fn stop(self) {
-        for t in &self.tasks {
+    pub(crate) async fn stop(mut self) {
+        let tasks = std::mem::take(&mut self.tasks);
+        for t in &tasks {
             t.abort();
         }
-        for t in self.tasks {
+        for t in tasks {
             let _ = t.await;
+        }
+    }
+}
+
+impl Drop for Controller {
+    /// A controller dropped without [`stop`](Controller::stop) still stops acting.
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
         }
     }
 }

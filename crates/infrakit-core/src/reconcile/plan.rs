@@ -477,10 +477,7 @@ fn plan_scaled(input: PlanInput<'_>, target: usize) -> Plan {
     } else if counted > target && !(outdated_count > 0 && counted <= target + held as usize) {
         let excess = counted - target;
         let ranked = scale_in_victims(&live, excess);
-        let outdated_victims = live
-            .iter()
-            .filter(|v| v.outdated && ranked.iter().any(|m| std::ptr::eq(*m, v.m)))
-            .count();
+        let outdated_victims = ranked.iter().filter(|v| v.outdated).count();
         // While outdated members remain, up to MaxSurge extra members are the update's own
         // doing (also when it is paused or failed: they are kept, not churned).
         let n = if outdated_victims < outdated_count {
@@ -495,8 +492,8 @@ fn plan_scaled(input: PlanInput<'_>, target: usize) -> Plan {
                     "{pending} provisions in flight before scaling down"
                 ));
             } else {
-                for m in ranked.into_iter().take(n) {
-                    actions.push(destroy(m, DestroyContext::ScaleDown, Cause::ScaleDown));
+                for v in ranked.into_iter().take(n) {
+                    actions.push(destroy(v.m, DestroyContext::ScaleDown, Cause::ScaleDown));
                 }
             }
         }
@@ -535,9 +532,14 @@ fn plan_scaled(input: PlanInput<'_>, target: usize) -> Plan {
         let min_available = target.saturating_sub(policy.max_unavailable as usize);
         let retire = available.saturating_sub(min_available).min(old.len());
         let mut victims: Vec<&View<'_>> = old.clone();
-        // Unhealthy old members first, then the oldest.
-        victims.sort_by_key(|v| (v.m.health != Health::Unhealthy, v.m.first_seen));
-        for v in victims.into_iter().take(retire) {
+        // Unhealthy old members first, then the oldest; select, then sort only the victims.
+        let key = |v: &&View<'_>| (v.m.health != Health::Unhealthy, v.m.first_seen);
+        if retire > 0 && retire < victims.len() {
+            victims.select_nth_unstable_by_key(retire - 1, key);
+        }
+        victims.truncate(retire);
+        victims.sort_by_key(key);
+        for v in victims.into_iter() {
             actions.push(destroy(
                 v.m,
                 DestroyContext::RollingUpdate,
@@ -564,9 +566,10 @@ fn plan_scaled(input: PlanInput<'_>, target: usize) -> Plan {
     }
 }
 
-/// Scale-in order: unhealthy first, then outdated, then newest.
-fn scale_in_victims<'a>(live: &[&View<'a>], n: usize) -> Vec<&'a Member> {
-    let mut ranked: Vec<&View<'a>> = live.to_vec();
+/// Scale-in order: unhealthy first, then outdated, then newest. Selects in O(n), sorts only
+/// the victims.
+fn scale_in_victims<'v, 'a>(live: &[&'v View<'a>], n: usize) -> Vec<&'v View<'a>> {
+    let mut ranked: Vec<&'v View<'a>> = live.to_vec();
     let key = |v: &View<'_>| {
         (
             v.m.health != Health::Unhealthy,
@@ -579,7 +582,7 @@ fn scale_in_victims<'a>(live: &[&View<'a>], n: usize) -> Vec<&'a Member> {
         ranked.truncate(n);
     }
     ranked.sort_by_key(|v| key(v));
-    ranked.into_iter().map(|v| v.m).collect()
+    ranked
 }
 
 fn destroy(m: &Member, context: DestroyContext, cause: Cause) -> Action {
