@@ -853,3 +853,38 @@ async fn a_failing_provider_backs_off_and_recovers() {
     assert!(d.last_error.is_none(), "{d:?}");
     assert_eq!(members(&cloud, "workers").len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_leadership_source_stops_all_mutations() {
+    let cloud = Simulator::new();
+    let flavor = TestFlavor::default();
+    let r = leader(&cloud, &flavor).await;
+    r.manager.commit(scaled("workers", 2), false).await.unwrap();
+    converge(&r.manager, "workers").await;
+    let mut events = r.manager.events();
+    r.leadership.fail("lost contact with the Raft quorum");
+    until(&mut events, |e| {
+        matches!(e, EngineEvent::LeadershipLost { .. })
+    })
+    .await;
+    let term_end = cloud.calls().len();
+    cloud.kill(&members(&cloud, "workers")[0].id);
+    // Several resync periods pass; nobody may heal the group.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(
+        cloud.calls()[term_end..]
+            .iter()
+            .all(|c| !c.op.is_mutation())
+    );
+    assert_eq!(members(&cloud, "workers").len(), 1);
+    assert!(matches!(
+        r.manager.set_size(&"workers".into(), 3).await,
+        Err(GroupError::NotLeader { .. })
+    ));
+    // Leadership back: a new term heals it.
+    r.leadership.gain();
+    let term = r.manager.wait_leading().await;
+    assert_eq!(term, leadership::Term(2));
+    converge(&r.manager, "workers").await;
+    assert_eq!(members(&cloud, "workers").len(), 2);
+}
