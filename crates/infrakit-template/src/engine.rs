@@ -44,6 +44,8 @@ pub(crate) fn raise(e: TemplateError) -> RenderError {
 /// What the helpers share with the engine.
 pub(crate) struct Shared {
     cache: RwLock<HashMap<Url, Arc<Template>>>,
+    /// Resolved include references: (including URL, reference) → URL.
+    resolved: RwLock<HashMap<(Url, String), Url>>,
     fetcher: RwLock<Fetcher>,
     metadata: RwLock<Option<Arc<dyn Metadata>>>,
 }
@@ -70,6 +72,25 @@ impl Shared {
             .unwrap_or_else(|p| p.into_inner())
             .insert(url.clone(), Arc::clone(&t));
         Ok(t)
+    }
+
+    /// Resolves an include reference against the including template's URL (memoized).
+    pub(crate) fn resolve(&self, base: &Url, reference: &str) -> Result<Url, TemplateError> {
+        let k = (base.clone(), reference.to_owned());
+        if let Some(u) = self
+            .resolved
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&k)
+        {
+            return Ok(u.clone());
+        }
+        let u = crate::fetch::resolve(base, reference)?;
+        self.resolved
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(k, u.clone());
+        Ok(u)
     }
 
     pub(crate) fn metadata(&self) -> Option<Arc<dyn Metadata>> {
@@ -138,6 +159,7 @@ impl Engine {
     pub fn new() -> Self {
         let shared = Arc::new(Shared {
             cache: RwLock::new(HashMap::new()),
+            resolved: RwLock::new(HashMap::new()),
             fetcher: RwLock::new(Fetcher::default()),
             metadata: RwLock::new(None),
         });

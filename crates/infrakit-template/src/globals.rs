@@ -21,11 +21,18 @@ use std::collections::BTreeMap;
 pub struct Globals(BTreeMap<String, Value>);
 
 /// The canonical form of a global's key: no leading or trailing `/`, no empty segments.
-pub(crate) fn key(path: &str) -> String {
-    path.split('/')
-        .filter(|s| !s.is_empty())
-        .collect::<Vec<_>>()
-        .join("/")
+pub(crate) fn key(path: &str) -> std::borrow::Cow<'_, str> {
+    let trimmed = path.trim_start_matches('/');
+    if !trimmed.ends_with('/') && !trimmed.contains("//") {
+        // The common case, `/cluster/name`: no allocation.
+        return std::borrow::Cow::Borrowed(trimmed);
+    }
+    std::borrow::Cow::Owned(
+        path.split('/')
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join("/"),
+    )
 }
 
 impl Globals {
@@ -64,7 +71,7 @@ impl Globals {
 
     /// Sets a global.
     pub fn set(&mut self, path: &str, value: Value) {
-        self.0.insert(key(path), value);
+        self.0.insert(key(path).into_owned(), value);
     }
 
     /// Builder form of [`set`](Self::set).
@@ -76,7 +83,7 @@ impl Globals {
 
     /// A global's value.
     pub fn get(&self, path: &str) -> Option<&Value> {
-        self.0.get(&key(path))
+        self.0.get(&*key(path))
     }
 
     pub(crate) fn into_map(self) -> BTreeMap<String, Value> {

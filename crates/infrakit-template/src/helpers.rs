@@ -2,7 +2,6 @@
 
 use crate::engine::{Frame, MAX_DEPTH, STACK, Shared, raise, render_template};
 use crate::error::TemplateError;
-use crate::fetch::resolve;
 use crate::globals::key;
 use handlebars::{
     Context, Handlebars, Helper, HelperDef, HelperResult, Output, RenderContext, RenderError,
@@ -67,7 +66,7 @@ impl HelperDef for Include {
         let base = STACK
             .with(|s| s.borrow().last().map(|f| f.url.clone()))
             .ok_or_else(|| other(format!("{name} used outside a render")))?;
-        let url = resolve(&base, reference).map_err(raise)?;
+        let url = self.shared.resolve(&base, reference).map_err(raise)?;
         let chain: Option<Vec<String>> = STACK.with(|s| {
             let s = s.borrow();
             s.iter().position(|f| f.url == url).map(|i| {
@@ -126,7 +125,7 @@ impl HelperDef for Var {
                 .iter()
                 .rev()
                 .filter_map(|f| f.globals.as_ref())
-                .find_map(|g| g.get(&k).cloned())
+                .find_map(|g| g.get(&*k).cloned())
         });
         match (found, h.param(1)) {
             (Some(v), _) => Ok(ScopedJson::Derived(v)),
@@ -172,7 +171,7 @@ impl HelperDef for SetGlobal {
                 .rev()
                 .find_map(|f| f.globals.as_mut())
             {
-                g.insert(k, value);
+                g.insert(k.into_owned(), value);
             }
         });
         Ok(())
