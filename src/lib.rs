@@ -10,6 +10,7 @@
 //! | `template` (default) | `template` | `infrakit-template` |
 //! | `swarm` | `swarm` | `infrakit-swarm` |
 //! | `aws` | `aws` | `infrakit-aws` |
+//! | `rpc` (default) | `rpc` | `infrakit-rpc` |
 //! | `mocks` | `mocks` | mockall mocks of every trait |
 //!
 //! ```
@@ -28,6 +29,8 @@ pub use infrakit_core::*;
 
 #[cfg(feature = "aws")]
 pub use infrakit_aws as aws;
+#[cfg(feature = "rpc")]
+pub use infrakit_rpc as rpc;
 #[cfg(feature = "swarm")]
 pub use infrakit_swarm as swarm;
 #[cfg(feature = "template")]

@@ -130,7 +130,7 @@ pub use leadership::{
 };
 pub use manager::{Manager, ManagerBuilder};
 pub use metadata::{MemoryMetadata, Metadata, MetadataError};
-pub use plugins::Plugins;
+pub use plugins::{PluginResolver, Plugins};
 pub use reconcile::{EngineEvent, EngineOptions};
 pub use simulator::Simulator;
 pub use spec_error::SpecError;

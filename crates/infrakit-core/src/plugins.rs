@@ -8,10 +8,19 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
+/// Resolves plugin references that are not registered locally, e.g. to plugins served by
+/// other processes on sockets (`infrakit-rpc`'s plugin directory implements it).
+pub trait PluginResolver: Send + Sync {
+    /// The instance plugin for `spec.plugin`, if this resolver knows it.
+    fn instance(&self, spec: &PluginSpec) -> Option<Arc<dyn Instance>>;
+    /// The flavor plugin for `spec.plugin`, if this resolver knows it.
+    fn flavor(&self, spec: &PluginSpec) -> Option<Arc<dyn Flavor>>;
+}
+
 /// A registry of instance and flavor plugins, by name.
 ///
 /// A reference `name/subtype` resolves to a plugin registered as `name/subtype` if there is
-/// one, else to `name`.
+/// one, else to `name`, else to the [fallback](Self::fallback) resolver, if any.
 ///
 /// ```
 /// use infrakit_core::{Plugins, Simulator, flavor::Vanilla, PluginSpec};
@@ -26,6 +35,7 @@ use std::sync::Arc;
 pub struct Plugins {
     instances: BTreeMap<String, Arc<dyn Instance>>,
     flavors: BTreeMap<String, Arc<dyn Flavor>>,
+    fallback: Option<Arc<dyn PluginResolver>>,
 }
 
 impl fmt::Debug for Plugins {
@@ -33,6 +43,7 @@ impl fmt::Debug for Plugins {
         f.debug_struct("Plugins")
             .field("instances", &self.instances.keys().collect::<Vec<_>>())
             .field("flavors", &self.flavors.keys().collect::<Vec<_>>())
+            .field("fallback", &self.fallback.is_some())
             .finish()
     }
 }
@@ -71,14 +82,27 @@ impl Plugins {
         self
     }
 
+    /// Resolves what is not registered locally (local plugins always win).
+    #[must_use]
+    pub fn fallback(mut self, resolver: Arc<dyn PluginResolver>) -> Self {
+        self.fallback = Some(resolver);
+        self
+    }
+
     /// The instance plugin a spec refers to; the error names the `Plugin` field.
     pub fn resolve_instance(&self, spec: &PluginSpec) -> Result<Arc<dyn Instance>, SpecError> {
-        lookup(&self.instances, spec, "instance")
+        lookup(&self.instances, spec, "instance").or_else(|e| {
+            self.fallback
+                .as_ref()
+                .and_then(|f| f.instance(spec))
+                .ok_or(e)
+        })
     }
 
     /// The flavor plugin a spec refers to; the error names the `Plugin` field.
     pub fn resolve_flavor(&self, spec: &PluginSpec) -> Result<Arc<dyn Flavor>, SpecError> {
         lookup(&self.flavors, spec, "flavor")
+            .or_else(|e| self.fallback.as_ref().and_then(|f| f.flavor(spec)).ok_or(e))
     }
 }
 

@@ -1,0 +1,425 @@
+//! The JSON shapes of InfraKit's plugin protocol (DESIGN §4): PascalCase, `null` for absent
+//! values, one params object per call.
+
+use infrakit_core::{
+    Allocation, Attachment, Description, DestroyContext, GroupDescription, GroupId, GroupSpec,
+    Health, Index, InstanceId, InstanceSpec, LogicalId, Tags,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// JSON-RPC error codes.
+pub mod code {
+    /// The body is not JSON.
+    pub const PARSE_ERROR: i64 = -32700;
+    /// Not a JSON-RPC 2.0 request.
+    pub const INVALID_REQUEST: i64 = -32600;
+    /// No such method.
+    pub const METHOD_NOT_FOUND: i64 = -32601;
+    /// The params do not fit the method.
+    pub const INVALID_PARAMS: i64 = -32602;
+    /// The plugin failed (what Go plugins answer for every error).
+    pub const SERVER_ERROR: i64 = -32000;
+}
+
+/// A request envelope.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Request {
+    /// Always `"2.0"`.
+    pub jsonrpc: String,
+    /// `Interface.Method`.
+    pub method: String,
+    /// One object.
+    #[serde(default)]
+    pub params: Value,
+    /// The caller's ID, echoed back.
+    #[serde(default)]
+    pub id: Value,
+}
+
+/// An error object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorObject {
+    /// The code.
+    pub code: i64,
+    /// The message.
+    pub message: String,
+    /// Extra data; infrakit-rs puts `{"Transient": bool, "Kind": ".."}` here (Go ignores it).
+    #[serde(default)]
+    pub data: Value,
+}
+
+/// A response envelope: exactly one of `result` and `error`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Response {
+    /// Always `"2.0"`.
+    pub jsonrpc: String,
+    /// The result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    /// The error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorObject>,
+    /// The request's ID.
+    #[serde(default)]
+    pub id: Value,
+}
+
+/// `{"Type": ".."}` and `{"Type": "..", "OK": true}`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct TypeOk {
+    /// The subtype.
+    #[serde(rename = "Type", default)]
+    pub kind: String,
+    /// Whether the call succeeded.
+    #[serde(rename = "OK", default)]
+    pub ok: bool,
+}
+
+/// `Instance.Validate` and `Flavor.Validate` params (the latter with `Allocation`).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ValidateReq {
+    /// The subtype.
+    #[serde(rename = "Type", default)]
+    pub kind: String,
+    /// The properties.
+    #[serde(rename = "Properties", default)]
+    pub properties: Value,
+    /// The allocation (flavors only).
+    #[serde(
+        rename = "Allocation",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub allocation: Option<WireAllocation>,
+}
+
+/// `Instance.Provision` params.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ProvisionReq {
+    /// The subtype.
+    #[serde(rename = "Type", default)]
+    pub kind: String,
+    /// The spec.
+    #[serde(rename = "Spec")]
+    pub spec: InstanceSpec,
+}
+
+/// `Instance.Provision` result.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ProvisionResp {
+    /// The subtype.
+    #[serde(rename = "Type", default)]
+    pub kind: String,
+    /// The new instance.
+    #[serde(rename = "ID")]
+    pub id: Option<InstanceId>,
+}
+
+/// `Instance.Label` params.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LabelReq {
+    /// The subtype.
+    #[serde(rename = "Type", default)]
+    pub kind: String,
+    /// The instance.
+    #[serde(rename = "Instance")]
+    pub instance: InstanceId,
+    /// The tags to set.
+    #[serde(rename = "Labels", default)]
+    pub labels: Option<Tags>,
+}
+
+/// `Instance.Destroy` params (`Context` is absent from the older generation).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DestroyReq {
+    /// The subtype.
+    #[serde(rename = "Type", default)]
+    pub kind: String,
+    /// The instance.
+    #[serde(rename = "Instance")]
+    pub instance: InstanceId,
+    /// Why.
+    #[serde(rename = "Context", default)]
+    pub context: Option<DestroyContext>,
+}
+
+/// `Instance.DescribeInstances` params (`Properties` is absent from the older generation).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DescribeReq {
+    /// The subtype.
+    #[serde(rename = "Type", default)]
+    pub kind: String,
+    /// The tags to match.
+    #[serde(rename = "Tags", default)]
+    pub tags: Option<Tags>,
+    /// Whether to include provider details.
+    #[serde(rename = "Properties", default)]
+    pub properties: bool,
+}
+
+/// `Instance.DescribeInstances` result.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DescribeResp {
+    /// The subtype.
+    #[serde(rename = "Type", default)]
+    pub kind: String,
+    /// The instances.
+    #[serde(rename = "Descriptions", default)]
+    pub descriptions: Option<Vec<Description>>,
+}
+
+/// Allocation as Go sends it: `{"Size":3,"LogicalIDs":null}` or `{"Size":0,"LogicalIDs":[..]}`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct WireAllocation {
+    /// The size (0 for a quorum group).
+    #[serde(rename = "Size", default)]
+    pub size: u32,
+    /// The logical IDs (`null` for a scaled group).
+    #[serde(rename = "LogicalIDs", default)]
+    pub logical_ids: Option<Vec<LogicalId>>,
+    /// Attachments by logical ID (an infrakit-rs extension; omitted when empty).
+    #[serde(
+        rename = "Attachments",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub attachments: Option<BTreeMap<LogicalId, Vec<Attachment>>>,
+}
+
+impl From<&Allocation> for WireAllocation {
+    fn from(a: &Allocation) -> Self {
+        match a {
+            Allocation::Size(n) => WireAllocation {
+                size: *n,
+                logical_ids: None,
+                attachments: None,
+            },
+            Allocation::LogicalIds { ids, attachments } => WireAllocation {
+                size: 0,
+                logical_ids: Some(ids.clone()),
+                attachments: (!attachments.is_empty()).then(|| attachments.clone()),
+            },
+        }
+    }
+}
+
+impl From<WireAllocation> for Allocation {
+    fn from(w: WireAllocation) -> Self {
+        match w.logical_ids {
+            Some(ids) if !ids.is_empty() || w.size == 0 => Allocation::LogicalIds {
+                ids,
+                attachments: w.attachments.unwrap_or_default(),
+            },
+            _ => Allocation::Size(w.size),
+        }
+    }
+}
+
+/// `Flavor.Prepare` params (`Index` is absent from the older generation).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PrepareReq {
+    /// The subtype.
+    #[serde(rename = "Type", default)]
+    pub kind: String,
+    /// The flavor properties.
+    #[serde(rename = "Properties", default)]
+    pub properties: Value,
+    /// The spec to complete.
+    #[serde(rename = "Spec")]
+    pub spec: InstanceSpec,
+    /// The allocation.
+    #[serde(rename = "Allocation", default)]
+    pub allocation: WireAllocation,
+    /// Which member.
+    #[serde(rename = "Index", default)]
+    pub index: Option<Index>,
+}
+
+/// `Flavor.Prepare` result.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PrepareResp {
+    /// The subtype.
+    #[serde(rename = "Type", default)]
+    pub kind: String,
+    /// The completed spec.
+    #[serde(rename = "Spec")]
+    pub spec: InstanceSpec,
+}
+
+/// `Flavor.Healthy` and `Flavor.Drain` params.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct InstanceReq {
+    /// The subtype.
+    #[serde(rename = "Type", default)]
+    pub kind: String,
+    /// The flavor properties.
+    #[serde(rename = "Properties", default)]
+    pub properties: Value,
+    /// The member.
+    #[serde(rename = "Instance")]
+    pub instance: Description,
+}
+
+/// `Flavor.Healthy` result.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct HealthResp {
+    /// The subtype.
+    #[serde(rename = "Type", default)]
+    pub kind: String,
+    /// 0 unknown, 1 healthy, 2 unhealthy.
+    #[serde(rename = "Health")]
+    pub health: Health,
+}
+
+/// `Group.CommitGroup` params.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CommitReq {
+    /// The plugin's subtype name.
+    #[serde(rename = "Name", default)]
+    pub name: String,
+    /// The group spec.
+    #[serde(rename = "Spec")]
+    pub spec: GroupSpec,
+    /// Only plan.
+    #[serde(rename = "Pretend", default)]
+    pub pretend: bool,
+}
+
+/// `Group.CommitGroup` result.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CommitResp {
+    /// The plugin's subtype name.
+    #[serde(rename = "Name", default)]
+    pub name: String,
+    /// The group.
+    #[serde(rename = "ID")]
+    pub id: GroupId,
+    /// The plan in one line.
+    #[serde(rename = "Details")]
+    pub details: String,
+}
+
+/// `{"Name":..,"ID":..}`: params of most group calls and the result of several.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct GroupIdReq {
+    /// The plugin's subtype name.
+    #[serde(rename = "Name", default)]
+    pub name: String,
+    /// The group.
+    #[serde(rename = "ID")]
+    pub id: GroupId,
+}
+
+/// `Group.DescribeGroup` result.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DescribeGroupResp {
+    /// The plugin's subtype name.
+    #[serde(rename = "Name", default)]
+    pub name: String,
+    /// The group.
+    #[serde(rename = "ID")]
+    pub id: GroupId,
+    /// What the group controller sees.
+    #[serde(rename = "Description")]
+    pub description: GroupDescription,
+}
+
+/// `Group.InspectGroups` params.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct NameReq {
+    /// The plugin's subtype name.
+    #[serde(rename = "Name", default)]
+    pub name: String,
+}
+
+/// `Group.InspectGroups` result.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct InspectResp {
+    /// The plugin's subtype name.
+    #[serde(rename = "Name", default)]
+    pub name: String,
+    /// Every group's spec.
+    #[serde(rename = "Groups", default)]
+    pub groups: Option<Vec<GroupSpec>>,
+}
+
+/// `Group.DestroyInstances` params.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DestroyInstancesReq {
+    /// The plugin's subtype name.
+    #[serde(rename = "Name", default)]
+    pub name: String,
+    /// The group.
+    #[serde(rename = "ID")]
+    pub id: GroupId,
+    /// The members to destroy.
+    #[serde(rename = "Instances", default)]
+    pub instances: Option<Vec<InstanceId>>,
+}
+
+/// `Group.Size` result and `Group.SetSize` params.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SizeMsg {
+    /// The plugin's subtype name.
+    #[serde(rename = "Name", default)]
+    pub name: String,
+    /// The group.
+    #[serde(rename = "ID")]
+    pub id: GroupId,
+    /// The size.
+    #[serde(rename = "Size", default)]
+    pub size: u32,
+}
+
+/// `Metadata.List` and `Metadata.Get` params: the path as segments.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PathReq {
+    /// The subtype.
+    #[serde(rename = "Type", default)]
+    pub kind: String,
+    /// The path segments.
+    #[serde(rename = "Path", default)]
+    pub path: Vec<String>,
+}
+
+/// `Metadata.List` result.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ListResp {
+    /// The subtype.
+    #[serde(rename = "Type", default)]
+    pub kind: String,
+    /// The children.
+    #[serde(rename = "Nodes", default)]
+    pub nodes: Option<Vec<String>>,
+}
+
+/// `Metadata.Get` result.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct GetResp {
+    /// The subtype.
+    #[serde(rename = "Type", default)]
+    pub kind: String,
+    /// The value (`null` when absent).
+    #[serde(rename = "Value", default)]
+    pub value: Value,
+}
+
+/// The interfaces and versions a plugin implements.
+pub mod versions {
+    /// Instance, latest generation.
+    pub const INSTANCE: &str = "0.6.1";
+    /// Instance, v0.4/v0.5 generation.
+    pub const INSTANCE_OLD: &str = "0.3.0";
+    /// Flavor, latest.
+    pub const FLAVOR: &str = "0.1.1";
+    /// Flavor, older.
+    pub const FLAVOR_OLD: &str = "0.1.0";
+    /// Group, latest.
+    pub const GROUP: &str = "0.1.1";
+    /// Group, older.
+    pub const GROUP_OLD: &str = "0.1.0";
+    /// Metadata.
+    pub const METADATA: &str = "0.1.0";
+}
