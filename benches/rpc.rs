@@ -1,0 +1,53 @@
+//! Plugin calls over a Unix socket: a DescribeInstances returning 1,000 instances, and a small
+//! Provision, each a full JSON-RPC round trip on a keep-alive connection.
+#![allow(missing_docs)]
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use infrakit::rpc::{PluginDir, PluginServer};
+use infrakit::*;
+use std::sync::Arc;
+
+fn rpc(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dir = std::env::temp_dir().join(format!("infrakit-rpc-bench-{}", std::process::id()));
+    let plugins = PluginDir::new(&dir);
+    let cloud = Simulator::builder().log_calls(false).build();
+    for i in 0..1000 {
+        cloud.insert(
+            InstanceSpec::default()
+                .with_tag(GROUP_TAG, "workers")
+                .with_tag("n", i.to_string())
+                .with_logical_id(format!("10.0.{}.{}", i / 250, i % 250).as_str()),
+        );
+    }
+    let server = rt
+        .block_on(
+            PluginServer::new()
+                .instance("", Arc::new(cloud.clone()))
+                .serve(plugins.socket("simulator")),
+        )
+        .expect("serve");
+    let remote = plugins.instance("simulator");
+    let query = Tags::new().with(GROUP_TAG, "workers");
+    assert_eq!(rt.block_on(remote.describe(&query, false)).expect("describe").len(), 1000);
+
+    let mut group = c.benchmark_group("rpc");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("describe_1000", |b| {
+        b.iter(|| rt.block_on(remote.describe(&query, false)).expect("describe"))
+    });
+    let spec = InstanceSpec::default().with_tag("bench", "provision");
+    group.bench_function("provision_small", |b| {
+        b.iter(|| rt.block_on(remote.provision(spec.clone())).expect("provision"))
+    });
+    group.finish();
+    rt.block_on(server.stop());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+criterion_group!(benches, rpc);
+criterion_main!(benches);
