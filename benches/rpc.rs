@@ -33,16 +33,27 @@ fn rpc(c: &mut Criterion) {
         .expect("serve");
     let remote = plugins.instance("simulator");
     let query = Tags::new().with(GROUP_TAG, "workers");
-    assert_eq!(rt.block_on(remote.describe(&query, false)).expect("describe").len(), 1000);
+    assert_eq!(
+        rt.block_on(remote.describe(&query, false))
+            .expect("describe")
+            .len(),
+        1000
+    );
 
     let mut group = c.benchmark_group("rpc");
     group.throughput(Throughput::Elements(1));
     group.bench_function("describe_1000", |b| {
-        b.iter(|| rt.block_on(remote.describe(&query, false)).expect("describe"))
+        b.iter(|| {
+            rt.block_on(remote.describe(&query, false))
+                .expect("describe")
+        })
     });
     let spec = InstanceSpec::default().with_tag("bench", "provision");
     group.bench_function("provision_small", |b| {
-        b.iter(|| rt.block_on(remote.provision(spec.clone())).expect("provision"))
+        b.iter(|| {
+            rt.block_on(remote.provision(spec.clone()))
+                .expect("provision")
+        })
     });
     group.finish();
     rt.block_on(server.stop());

@@ -20,8 +20,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut stop_after = None;
     while let Some(a) = args.next() {
         match a.as_str() {
-            "--for" => stop_after = args.next().and_then(|s| s.parse::<u64>().ok()).map(Duration::from_secs),
-            other => return Err(format!("unknown argument {other:?} (usage: plugin_server [--for <seconds>])").into()),
+            "--for" => {
+                stop_after = args
+                    .next()
+                    .and_then(|s| s.parse::<u64>().ok())
+                    .map(Duration::from_secs)
+            }
+            other => {
+                return Err(format!(
+                    "unknown argument {other:?} (usage: plugin_server [--for <seconds>])"
+                )
+                .into());
+            }
         }
     }
     tokio::runtime::Builder::new_multi_thread()

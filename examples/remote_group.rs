@@ -32,7 +32,10 @@ async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     }
     let client = dir.client("simulator");
     let interfaces = client.implements().await?;
-    println!("simulator plugin implements {:?}", interfaces.interfaces.keys().collect::<Vec<_>>());
+    println!(
+        "simulator plugin implements {:?}",
+        interfaces.interfaces.keys().collect::<Vec<_>>()
+    );
 
     let manager = Manager::builder(StaticLeadership::leader(), MemoryStore::new())
         .plugins(Plugins::new().fallback(Arc::new(dir.clone())))
@@ -55,11 +58,19 @@ async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let id = spec.id.clone();
     println!("commit: {}", manager.commit(spec, false).await?);
     let d = manager.wait_converged(&id, Duration::from_secs(20)).await?;
-    println!("converged: {:?}", d.instances.iter().map(|i| i.id.as_str()).collect::<Vec<_>>());
+    println!(
+        "converged: {:?}",
+        d.instances
+            .iter()
+            .map(|i| i.id.as_str())
+            .collect::<Vec<_>>()
+    );
 
     // An outage outside the manager: destroy one instance directly through the plugin.
     let victim = d.instances[0].id.clone();
-    dir.instance("simulator").destroy(&victim, DestroyContext::Terminate).await?;
+    dir.instance("simulator")
+        .destroy(&victim, DestroyContext::Terminate)
+        .await?;
     let start = Instant::now();
     println!("destroyed {victim} behind the manager's back");
     let healed = tokio::time::timeout(Duration::from_secs(20), async {
@@ -75,7 +86,11 @@ async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     println!(
         "healed in {:.0} ms: {:?}",
         start.elapsed().as_secs_f64() * 1e3,
-        healed.instances.iter().map(|i| i.id.as_str()).collect::<Vec<_>>()
+        healed
+            .instances
+            .iter()
+            .map(|i| i.id.as_str())
+            .collect::<Vec<_>>()
     );
     manager.destroy(&id).await?;
     println!("group destroyed");

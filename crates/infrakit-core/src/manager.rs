@@ -2,9 +2,11 @@
 //! while (and only while) its replica leads, and serves the [`Group`] API.
 
 use crate::error::Classify;
+use crate::flavor::Flavor;
 use crate::group::{Group, GroupDescription, GroupError, GroupSpec};
 use crate::id::{GroupId, InstanceId};
 use crate::instance::DestroyContext;
+use crate::instance::Instance;
 use crate::leadership::{Leadership, LeadershipState, Term};
 use crate::plugins::Plugins;
 use crate::reconcile::controller::{Context, Controller, Fence};
@@ -19,6 +21,9 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 use tokio::sync::{Mutex, broadcast, watch};
 use tokio::task::JoinHandle;
+
+/// A group's instance and flavor plugins.
+type PluginPair = (Arc<dyn Instance>, Arc<dyn Flavor>);
 
 /// A replica's manager. Cheap to clone; clones share the replica.
 ///
@@ -325,7 +330,8 @@ impl Manager {
         }
     }
 
-    fn controller_for(&self, spec: GroupSpec, ctx: &Arc<Context>) -> Result<Controller, SpecError> {
+    /// The instance and flavor plugins a spec names; errors name the spec's field.
+    fn resolve(&self, spec: &GroupSpec) -> Result<PluginPair, SpecError> {
         let instance = self
             .inner
             .plugins
@@ -336,6 +342,11 @@ impl Manager {
             .plugins
             .resolve_flavor(&spec.flavor)
             .map_err(|e| e.under("Properties.Flavor"))?;
+        Ok((instance, flavor))
+    }
+
+    fn controller_for(&self, spec: GroupSpec, ctx: &Arc<Context>) -> Result<Controller, SpecError> {
+        let (instance, flavor) = self.resolve(&spec)?;
         Ok(Controller::start(spec, instance, flavor, Arc::clone(ctx)))
     }
 
@@ -379,16 +390,7 @@ impl Manager {
     /// Validates a spec fully: its own rules, then the plugins' own validation.
     async fn validate(&self, spec: &GroupSpec) -> Result<(), GroupError> {
         spec.validate()?;
-        let instance = self
-            .inner
-            .plugins
-            .resolve_instance(&spec.instance)
-            .map_err(|e| e.under("Properties.Instance"))?;
-        let flavor = self
-            .inner
-            .plugins
-            .resolve_flavor(&spec.flavor)
-            .map_err(|e| e.under("Properties.Flavor"))?;
+        let (instance, flavor) = self.resolve(spec)?;
         instance
             .validate(&spec.instance.properties)
             .await
@@ -463,16 +465,7 @@ impl Manager {
             return shared.preview(spec).await;
         }
         // A group not running here: a throw-away controller state, observing only.
-        let instance = self
-            .inner
-            .plugins
-            .resolve_instance(&spec.instance)
-            .map_err(|e| e.under("Properties.Instance"))?;
-        let flavor = self
-            .inner
-            .plugins
-            .resolve_flavor(&spec.flavor)
-            .map_err(|e| e.under("Properties.Flavor"))?;
+        let (instance, flavor) = self.resolve(spec)?;
         let (tx, _) = watch::channel(LeadershipState::Follower { leader: None });
         let ctx = Arc::new(Context {
             options: self.inner.options.clone(),

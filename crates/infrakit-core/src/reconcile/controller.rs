@@ -175,19 +175,8 @@ impl Controller {
         flavor: Arc<dyn Flavor>,
         ctx: Arc<Context>,
     ) -> Controller {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let shared = Arc::new(Shared {
-            id: spec.id.clone(),
-            spec: RwLock::new(spec),
-            status: RwLock::new(Status::default()),
-            work: Mutex::new(Work::default()),
-            destroying: AtomicBool::new(false),
-            instance,
-            flavor,
-            ctx,
-            triggers: tx,
-            generation: AtomicU64::new(0),
-        });
+        let (shared, rx) = Shared::new(spec, instance, flavor, ctx);
+        let shared = Arc::new(shared);
         let mut tasks = Vec::new();
         if let Some(events) = shared.instance.events() {
             tasks.push(tokio::spawn(forward_events(
@@ -248,6 +237,28 @@ struct Outcome {
 }
 
 impl Shared {
+    fn new(
+        spec: GroupSpec,
+        instance: Arc<dyn Instance>,
+        flavor: Arc<dyn Flavor>,
+        ctx: Arc<Context>,
+    ) -> (Shared, mpsc::UnboundedReceiver<Trigger>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let shared = Shared {
+            id: spec.id.clone(),
+            spec: RwLock::new(spec),
+            status: RwLock::new(Status::default()),
+            work: Mutex::new(Work::default()),
+            destroying: AtomicBool::new(false),
+            instance,
+            flavor,
+            ctx,
+            triggers: tx,
+            generation: AtomicU64::new(0),
+        };
+        (shared, rx)
+    }
+
     pub(crate) fn trigger(&self, t: Trigger) {
         let _ = self.triggers.send(t);
     }
@@ -919,18 +930,6 @@ pub(crate) async fn preview_detached(
     flavor: Arc<dyn Flavor>,
     ctx: Arc<Context>,
 ) -> Result<Plan, GroupError> {
-    let (tx, _rx) = mpsc::unbounded_channel();
-    let shared = Shared {
-        id: spec.id.clone(),
-        spec: RwLock::new(spec.clone()),
-        status: RwLock::new(Status::default()),
-        work: Mutex::new(Work::default()),
-        destroying: AtomicBool::new(false),
-        instance,
-        flavor,
-        ctx,
-        triggers: tx,
-        generation: AtomicU64::new(0),
-    };
+    let (shared, _triggers) = Shared::new(spec.clone(), instance, flavor, ctx);
     shared.preview(spec).await
 }
