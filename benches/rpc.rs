@@ -31,7 +31,7 @@ fn rpc(c: &mut Criterion) {
                 .serve(plugins.socket("simulator")),
         )
         .expect("serve");
-    let remote = plugins.instance("simulator");
+    let remote = Arc::new(plugins.instance("simulator"));
     let query = Tags::new().with(GROUP_TAG, "workers");
     assert_eq!(
         rt.block_on(remote.describe(&query, false))
@@ -42,17 +42,33 @@ fn rpc(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("rpc");
     group.throughput(Throughput::Elements(1));
+    // The calls run on a runtime worker, as an engine's controller makes them.
+    let query = Arc::new(query);
     group.bench_function("describe_1000", |b| {
-        b.iter(|| {
-            rt.block_on(remote.describe(&query, false))
-                .expect("describe")
+        b.iter_custom(|iters| {
+            let (remote, query) = (Arc::clone(&remote), Arc::clone(&query));
+            rt.block_on(rt.spawn(async move {
+                let start = std::time::Instant::now();
+                for _ in 0..iters {
+                    remote.describe(&query, false).await.expect("describe");
+                }
+                start.elapsed()
+            }))
+            .expect("bench task")
         })
     });
-    let spec = InstanceSpec::default().with_tag("bench", "provision");
     group.bench_function("provision_small", |b| {
-        b.iter(|| {
-            rt.block_on(remote.provision(spec.clone()))
-                .expect("provision")
+        b.iter_custom(|iters| {
+            let remote = Arc::clone(&remote);
+            rt.block_on(rt.spawn(async move {
+                let spec = InstanceSpec::default().with_tag("bench", "provision");
+                let start = std::time::Instant::now();
+                for _ in 0..iters {
+                    remote.provision(spec.clone()).await.expect("provision");
+                }
+                start.elapsed()
+            }))
+            .expect("bench task")
         })
     });
     group.finish();

@@ -16,7 +16,7 @@ use crate::tags::Tags;
 use async_trait::async_trait;
 use futures::StreamExt;
 use serde_json::{Value, json};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -249,6 +249,7 @@ impl SimulatorBuilder {
                     rng: SplitMix64(self.seed),
                     next_id: 1,
                     instances: BTreeMap::new(),
+                    holders: HashMap::new(),
                     fail_next: VecDeque::new(),
                     calls: Vec::new(),
                     error_rate: self.error_rate,
@@ -309,6 +310,8 @@ struct State {
     rng: SplitMix64,
     next_id: u64,
     instances: BTreeMap<InstanceId, SimInstance>,
+    /// Who holds each logical ID and attachment (for the exclusivity check in O(1)).
+    holders: HashMap<Holding, InstanceId>,
     fail_next: VecDeque<Fault>,
     calls: Vec<Call>,
     error_rate: f64,
@@ -393,7 +396,7 @@ impl Simulator {
     /// Kills an instance outside anyone's control (an outage). Returns false if it was not
     /// alive. Emits [`InstanceEvent::Gone`].
     pub fn kill(&self, id: &InstanceId) -> bool {
-        let removed = self.lock().instances.remove(id);
+        let removed = self.lock().take(id);
         match removed {
             Some(inst) => {
                 tracing::debug!(%id, "simulator: instance killed");
@@ -417,9 +420,7 @@ impl Simulator {
                 .filter(|i| i.spec.tags.contains_all(tags))
                 .map(|i| i.id.clone())
                 .collect();
-            ids.iter()
-                .filter_map(|id| st.instances.remove(id))
-                .collect()
+            ids.iter().filter_map(|id| st.take(id)).collect()
         };
         victims
             .into_iter()
@@ -445,7 +446,7 @@ impl Simulator {
                 spec,
                 created,
             };
-            st.instances.insert(id, inst.clone());
+            st.add(inst.clone());
             inst
         };
         self.emit(InstanceEvent::Provisioned {
@@ -557,25 +558,17 @@ impl Simulator {
         if !self.inner.exclusive {
             return None;
         }
-        for other in st.instances.values() {
-            if let (Some(a), Some(b)) = (&spec.logical_id, &other.spec.logical_id)
-                && a == b
-            {
-                return Some(InstanceError::Conflict {
-                    message: format!("logical ID {a} is in use by {}", other.id),
-                });
-            }
-            if let Some(att) = spec
-                .attachments
-                .iter()
-                .find(|a| other.spec.attachments.contains(a))
-            {
-                return Some(InstanceError::Conflict {
-                    message: format!("attachment {} is attached to {}", att.id, other.id),
-                });
-            }
-        }
-        None
+        holdings(spec).find_map(|h| {
+            let holder = st.holders.get(&h)?;
+            Some(InstanceError::Conflict {
+                message: match h {
+                    Holding::LogicalId(l) => format!("logical ID {l} is in use by {holder}"),
+                    Holding::Attachment(a) => {
+                        format!("attachment {} is attached to {holder}", a.id)
+                    }
+                },
+            })
+        })
     }
 }
 
@@ -613,14 +606,11 @@ impl Instance for Simulator {
                 let id = self.next_id(&mut st);
                 let created = st.next_id;
                 let tags = spec.tags.clone();
-                st.instances.insert(
-                    id.clone(),
-                    SimInstance {
-                        id: id.clone(),
-                        spec,
-                        created,
-                    },
-                );
+                st.add(SimInstance {
+                    id: id.clone(),
+                    spec,
+                    created,
+                });
                 call.instance = Some(id.clone());
                 let lost = st.lost_response_rate > 0.0 && st.rng.next_f64() < st.lost_response_rate;
                 let event = InstanceEvent::Provisioned {
@@ -687,7 +677,7 @@ impl Instance for Simulator {
             call.context = Some(context);
             let outcome = if let Some(f) = Self::fault(&mut st) {
                 (Err(f.error(Op::Destroy)), None)
-            } else if let Some(inst) = st.instances.remove(id) {
+            } else if let Some(inst) = st.take(id) {
                 call.tags = inst.spec.tags.clone();
                 let event = InstanceEvent::Gone {
                     id: inst.id,
@@ -742,6 +732,40 @@ impl Instance for Simulator {
             Err(_lagged) => InstanceEvent::Lagged,
         });
         Some(Box::pin(stream))
+    }
+}
+
+/// Something only one live instance can hold.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Holding {
+    LogicalId(LogicalId),
+    Attachment(crate::instance::Attachment),
+}
+
+fn holdings(spec: &InstanceSpec) -> impl Iterator<Item = Holding> + '_ {
+    spec.logical_id
+        .iter()
+        .cloned()
+        .map(Holding::LogicalId)
+        .chain(spec.attachments.iter().cloned().map(Holding::Attachment))
+}
+
+impl State {
+    fn add(&mut self, inst: SimInstance) {
+        for h in holdings(&inst.spec) {
+            self.holders.insert(h, inst.id.clone());
+        }
+        self.instances.insert(inst.id.clone(), inst);
+    }
+
+    fn take(&mut self, id: &InstanceId) -> Option<SimInstance> {
+        let inst = self.instances.remove(id)?;
+        for h in holdings(&inst.spec) {
+            if self.holders.get(&h) == Some(id) {
+                self.holders.remove(&h);
+            }
+        }
+        Some(inst)
     }
 }
 

@@ -317,3 +317,18 @@ async fn usable_as_a_shared_trait_object() {
     }
     assert_eq!(sim.len(), 16);
 }
+
+#[tokio::test]
+async fn a_killed_holder_releases_its_logical_id_and_attachments() {
+    let sim = Simulator::new();
+    let spec = InstanceSpec::default()
+        .with_logical_id("10.0.0.7")
+        .with_attachment(Attachment::new("vol-7", "ebs"));
+    let first = sim.provision(spec.clone()).await.unwrap();
+    assert!(sim.provision(spec.clone()).await.is_err());
+    assert_eq!(sim.kill_where(&Tags::new()), vec![first]);
+    sim.provision(spec.clone()).await.unwrap();
+    let second = sim.instances()[0].id.clone();
+    assert!(sim.kill(&second));
+    sim.provision(spec).await.unwrap();
+}
