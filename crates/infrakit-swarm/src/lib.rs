@@ -1,12 +1,19 @@
 //! # infrakit-swarm
 //!
-//! Docker Swarm mode for infrakit-rs, through bollard:
+//! Docker for infrakit-rs, through bollard (the engine's API version is always negotiated).
 //!
-//! - `SwarmLeadership`: leader iff the local engine's node is the Raft leader;
-//! - `SwarmStore`: the user's spec kept in the swarm itself, compare-and-swap on its version;
-//! - `SwarmFlavor`: managers and workers that join with tokens, health from node status,
-//!   drain by demote / remove;
-//! - `ContainerInstance`: Docker containers as instances (labels as tags, fixed IPs as
-//!   logical IDs, named volumes as attachments).
+//! - [`ContainerInstance`]: an [`Instance`](infrakit_core::Instance) whose instances are Docker
+//!   containers. Tags are labels, a logical ID is a fixed IP on a user-defined network,
+//!   attachments are named volumes, and the engine's event stream reports a killed container at
+//!   once, so a controller replaces it without waiting for a poll.
+//! - [`connect`]: a negotiated client from a `unix://` address.
 //!
-//! This crate is being built; today it exposes nothing but this description.
+//! Still to come here (see the project's issues): `SwarmLeadership` (leader iff the local
+//! engine is the Raft leader), `SwarmStore` (the spec kept in the swarm) and `SwarmFlavor`
+//! (managers and workers joining with tokens).
+
+mod container;
+mod docker;
+
+pub use container::{ContainerInstance, ContainerProperties};
+pub use docker::{DockerError, connect};

@@ -226,6 +226,7 @@ async fn forward_events(
                 .tags()
                 .is_some_and(|t| t.get(GROUP_TAG) == Some(group.as_str())),
         };
+        tracing::trace!(%group, ours, ?event, "provider event");
         if ours && triggers.send(Trigger::ProviderEvent).is_err() {
             return;
         }
