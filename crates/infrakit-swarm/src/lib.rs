@@ -6,14 +6,19 @@
 //!   containers. Tags are labels, a logical ID is a fixed IP on a user-defined network,
 //!   attachments are named volumes, and the engine's event stream reports a killed container at
 //!   once, so a controller replaces it without waiting for a poll.
+//! - [`SwarmLeadership`]: leader iff the local engine's node is the swarm's Raft leader.
+//! - [`SwarmStore`]: the user's spec kept in the swarm's cluster spec, compare-and-swap.
 //! - [`connect`]: a negotiated client from a `unix://` address.
 //!
-//! Still to come here (see the project's issues): `SwarmLeadership` (leader iff the local
-//! engine is the Raft leader), `SwarmStore` (the spec kept in the swarm) and `SwarmFlavor`
-//! (managers and workers joining with tokens).
+//! Still to come here (see the project's issues): `SwarmFlavor` (managers and workers joining
+//! with tokens, health from node status, drain by demote/remove).
 
 mod container;
 mod docker;
+mod leadership;
+mod store;
 
-pub use container::{ContainerInstance, ContainerProperties};
+pub use container::{ContainerInstance, ContainerProperties, SCOPE_LABEL};
 pub use docker::{DockerError, connect};
+pub use leadership::SwarmLeadership;
+pub use store::{MAX_ENCODED_BYTES, SPEC_LABEL, SwarmStore};
