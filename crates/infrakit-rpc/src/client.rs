@@ -177,9 +177,10 @@ impl Client {
         };
         let response = match sent {
             Ok(r) => r,
-            // A pooled keep-alive connection the plugin closed meanwhile: the request was not
-            // sent, so one retry on a fresh connection cannot duplicate it.
-            Err(e) if pooled && e.is_canceled() => {
+            // A pooled keep-alive connection the plugin closed meanwhile: its dispatch channel
+            // is closed or the request was canceled, so the request was never written and one
+            // retry on a fresh connection cannot duplicate it.
+            Err(e) if pooled && (e.is_canceled() || e.is_closed()) => {
                 sender = self.connect().await?;
                 sender.ready().await.map_err(|e| self.transport(e))?;
                 sender
@@ -189,17 +190,25 @@ impl Client {
             }
             Err(e) => return Err(self.transport(e)),
         };
+        let reusable = !response
+            .headers()
+            .get(hyper::header::CONNECTION)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"));
         let bytes = Limited::new(response.into_body(), MAX_RESPONSE)
             .collect()
             .await
             .map_err(|e| self.transport(e))?
             .to_bytes();
-        // The connection is reusable only once the whole response was read.
-        self.inner
-            .pool
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(sender);
+        // The connection is reusable only once the whole response was read, and only if the
+        // plugin keeps it open (no `Connection: close`).
+        if reusable {
+            self.inner
+                .pool
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(sender);
+        }
         let response: Response = serde_json::from_slice(&bytes)
             .map_err(|e| self.protocol(method, format!("not a JSON-RPC response: {e}")))?;
         if let Some(error) = response.error {
