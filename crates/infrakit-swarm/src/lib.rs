@@ -8,17 +8,18 @@
 //!   once, so a controller replaces it without waiting for a poll.
 //! - [`SwarmLeadership`]: leader iff the local engine's node is the swarm's Raft leader.
 //! - [`SwarmStore`]: the user's spec kept in the swarm's cluster spec, compare-and-swap.
+//! - [`SwarmFlavor`]: managers and workers joining with the swarm's tokens (join scripts from
+//!   templates), health from node status, drain by demote (managers) or remove (workers).
 //! - [`connect`]: a negotiated client from a `unix://` address.
-//!
-//! Still to come here (see the project's issues): `SwarmFlavor` (managers and workers joining
-//! with tokens, health from node status, drain by demote/remove).
 
 mod container;
 mod docker;
+mod flavor;
 mod leadership;
 mod store;
 
 pub use container::{ContainerInstance, ContainerProperties, SCOPE_LABEL};
 pub use docker::{DockerError, connect};
+pub use flavor::{DEFAULT_TEMPLATE, LINK_LABEL, Role, SwarmFlavor};
 pub use leadership::SwarmLeadership;
 pub use store::{MAX_ENCODED_BYTES, SPEC_LABEL, SwarmStore};

@@ -123,3 +123,162 @@ async fn leadership_and_the_store_follow_the_raft_quorum() {
     );
     drop(lab);
 }
+
+/// Runs a join script against a lab node's engine, as its boot would.
+fn run_script(socket: &str, script: &str) {
+    let out = std::process::Command::new("sh")
+        .args(["-c", script])
+        .env("DOCKER_HOST", socket)
+        .output()
+        .expect("sh");
+    assert!(
+        out.status.success(),
+        "join script failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+async fn health_within(
+    f: &infrakit_swarm::SwarmFlavor,
+    d: &Description,
+    want: Health,
+    within: Duration,
+) {
+    let deadline = Instant::now() + within;
+    loop {
+        let h = f.healthy(&json!({}), d).await.unwrap();
+        if h == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "health {h}, wanted {want}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_flavor_joins_judges_and_drains_real_nodes() {
+    use infrakit_swarm::{LINK_LABEL, Role, SwarmFlavor};
+    let mut lab = Lab::new("t2", 202, 3);
+    lab.start_node(0, &[]);
+    let seed = lab.engine(0).await;
+    seed.init_swarm(bollard::models::SwarmInitRequest {
+        listen_addr: Some("0.0.0.0:2377".into()),
+        advertise_addr: Some(lab.ip(0)),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let managers = SwarmFlavor::new(seed.clone(), Role::Manager);
+    let workers = SwarmFlavor::new(seed.clone(), Role::Worker);
+    assert!(!format!("{managers:?}").contains("SWMTKN"));
+
+    // Validation: managers need an odd number of logical IDs.
+    let e = managers
+        .validate(&json!({}), &Allocation::size(3))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, FlavorError::InvalidProperties(s) if s.field == "Allocation"),
+        "{e}"
+    );
+    let e = managers
+        .validate(&json!({}), &Allocation::logical_ids(["a", "b"]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, FlavorError::InvalidProperties(s) if s.field == "Allocation.LogicalIDs"),
+        "{e}"
+    );
+    let quorum = Allocation::logical_ids([lab.ip(0), lab.ip(1), lab.ip(2)])
+        .with_attachment(lab.ip(1), Attachment::new("state-1", "ebs"));
+    managers.validate(&json!({}), &quorum).await.unwrap();
+    workers
+        .validate(&json!({}), &Allocation::size(5))
+        .await
+        .unwrap();
+    let e = managers
+        .validate(&json!({"Nope": 1}), &quorum)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, FlavorError::InvalidProperties(_)), "{e}");
+
+    // Prepare a manager (node 1) and a worker (node 2).
+    let index = Index {
+        group: "managers".into(),
+        sequence: 1,
+    };
+    let m_spec = managers
+        .prepare(
+            &json!({}),
+            InstanceSpec::default().with_logical_id(lab.ip(1)),
+            &quorum,
+            &index,
+        )
+        .await
+        .unwrap();
+    assert!(
+        m_spec.init.contains("docker swarm join --token SWMTKN-"),
+        "{}",
+        m_spec.init
+    );
+    assert!(m_spec.init.contains(&format!("{}:2377", lab.ip(0))));
+    assert_eq!(m_spec.attachments, vec![Attachment::new("state-1", "ebs")]);
+    let m_link = m_spec.tags.get(LINK_LABEL).unwrap().to_owned();
+    let w_spec = workers
+        .prepare(
+            &json!({}),
+            InstanceSpec::default().with_logical_id(lab.ip(2)),
+            &Allocation::size(1),
+            &index,
+        )
+        .await
+        .unwrap();
+    let w_link = w_spec.tags.get(LINK_LABEL).unwrap().to_owned();
+    assert_ne!(m_link, w_link);
+    let token = |s: &str| {
+        s.split_whitespace()
+            .skip_while(|w| *w != "--token")
+            .nth(1)
+            .unwrap()
+            .to_owned()
+    };
+    assert_ne!(
+        token(&m_spec.init),
+        token(&w_spec.init),
+        "managers and workers join with their own tokens"
+    );
+
+    // The instances boot: their engines carry the link label and run the join script.
+    lab.start_node(1, &["--label", &format!("{LINK_LABEL}={m_link}")]);
+    lab.start_node(2, &["--label", &format!("{LINK_LABEL}={w_link}")]);
+    lab.engine(1).await;
+    lab.engine(2).await;
+    let m_desc = Description::new("m-1", m_spec.tags.clone());
+    let w_desc = Description::new("w-1", w_spec.tags.clone());
+    assert_eq!(
+        managers.healthy(&json!({}), &m_desc).await.unwrap(),
+        Health::Unknown,
+        "not joined yet"
+    );
+    run_script(&lab.nodes[1].socket, &m_spec.init);
+    run_script(&lab.nodes[2].socket, &w_spec.init);
+    health_within(&managers, &m_desc, Health::Healthy, Duration::from_secs(30)).await;
+    health_within(&workers, &w_desc, Health::Healthy, Duration::from_secs(30)).await;
+    let nodes = seed.list_nodes(None).await.unwrap();
+    assert_eq!(
+        nodes.iter().filter(|n| n.manager_status.is_some()).count(),
+        2
+    );
+
+    // Drain: the manager is really demoted, the worker really removed.
+    managers.drain(&json!({}), &m_desc).await.unwrap();
+    workers.drain(&json!({}), &w_desc).await.unwrap();
+    let nodes = seed.list_nodes(None).await.unwrap();
+    assert_eq!(nodes.len(), 2, "the worker is gone");
+    assert_eq!(
+        nodes.iter().filter(|n| n.manager_status.is_some()).count(),
+        1,
+        "only the seed manages"
+    );
+    drop(lab);
+}

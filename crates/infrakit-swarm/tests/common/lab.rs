@@ -59,6 +59,15 @@ fn require(tool: &str) {
 impl Lab {
     /// Starts `size` engines at 10.<octet>.0.10, .11, ... (not yet a swarm).
     pub fn start(name: &str, octet: u8, size: usize) -> Lab {
+        let mut lab = Lab::new(name, octet, size);
+        for i in 0..size {
+            lab.start_node(i, &[]);
+        }
+        lab
+    }
+
+    /// Creates the lab's network (bridge, namespaces, addresses) without starting engines.
+    pub fn new(name: &str, octet: u8, size: usize) -> Lab {
         for tool in ["dockerd", "ip", "nsenter", "iptables", "pkill"] {
             require(tool);
         }
@@ -80,10 +89,9 @@ impl Lab {
             "iptables",
             &["-I", "FORWARD", "-i", &br, "-o", &br, "-j", "ACCEPT"],
         );
-        let mut lab = lab;
         for i in 0..size {
             let (ns, host, peer) = lab.names(i);
-            let ip = format!("10.{octet}.0.{}", 10 + i);
+            let ip = lab.ip(i);
             must("ip", &["netns", "add", &ns]);
             must(
                 "ip",
@@ -114,32 +122,44 @@ impl Lab {
                 "ip",
                 &["netns", "exec", &ns, "ip", "link", "set", "lo", "up"],
             );
-            let dir = lab.root().join(format!("node{i}"));
-            std::fs::create_dir_all(&dir).unwrap();
-            let socket = dir.join("docker.sock");
-            let log = std::fs::File::create(dir.join("dockerd.log")).unwrap();
-            let process = Command::new("nsenter")
-                .arg(format!("--net=/var/run/netns/{ns}"))
-                .arg("dockerd")
-                .args(["--data-root", &dir.join("data").display().to_string()])
-                .args(["--exec-root", &dir.join("exec").display().to_string()])
-                .args(["-H", &format!("unix://{}", socket.display())])
-                .args(["--pidfile", &dir.join("docker.pid").display().to_string()])
-                .args(["--bip", &format!("172.31.{i}.1/24")])
-                .arg("--iptables=false")
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .expect("start dockerd");
-            lab.nodes.push(LabNode {
-                ip,
-                dir,
-                socket: format!("unix://{}", socket.display()),
-                process,
-            });
         }
         lab
+    }
+
+    /// Node `i`'s address.
+    pub fn ip(&self, i: usize) -> String {
+        format!("10.{}.0.{}", self.octet, 10 + i)
+    }
+
+    /// Starts node `i`'s engine with extra dockerd arguments (nodes start in order).
+    pub fn start_node(&mut self, i: usize, extra: &[&str]) {
+        assert_eq!(i, self.nodes.len(), "start lab nodes in order");
+        let (ns, _, _) = self.names(i);
+        let dir = self.root().join(format!("node{i}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("docker.sock");
+        let log = std::fs::File::create(dir.join("dockerd.log")).unwrap();
+        let process = Command::new("nsenter")
+            .arg(format!("--net=/var/run/netns/{ns}"))
+            .arg("dockerd")
+            .args(["--data-root", &dir.join("data").display().to_string()])
+            .args(["--exec-root", &dir.join("exec").display().to_string()])
+            .args(["-H", &format!("unix://{}", socket.display())])
+            .args(["--pidfile", &dir.join("docker.pid").display().to_string()])
+            .args(["--bip", &format!("172.31.{i}.1/24")])
+            .arg("--iptables=false")
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start dockerd");
+        self.nodes.push(LabNode {
+            ip: self.ip(i),
+            dir,
+            socket: format!("unix://{}", socket.display()),
+            process,
+        });
     }
 
     fn root(&self) -> PathBuf {

@@ -1,0 +1,301 @@
+//! The swarm flavor: managers and workers that join a swarm with its tokens.
+
+use async_trait::async_trait;
+use bollard::Docker;
+use bollard::models::{Node, NodeSpecRoleEnum, NodeState, Reachability};
+use bollard::query_parameters::{DeleteNodeOptions, UpdateNodeOptions};
+use infrakit_core::{
+    Allocation, Description, Flavor, FlavorError, Health, Index, InstanceSpec, SpecError,
+};
+use infrakit_template::Engine;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The tag (and engine label) that links an instance to the swarm node it becomes.
+pub const LINK_LABEL: &str = "infrakit.link";
+
+/// The join script used when the properties name no template: it joins with the role's token.
+/// Context: `Role`, `Token`, `Manager` (address:port), `Link`, `LogicalID`, `Group`, `Sequence`.
+pub const DEFAULT_TEMPLATE: &str = "#!/bin/sh
+# joins the swarm as a {{Role}} (infrakit link {{Link}})
+set -e
+docker swarm join --token {{Token}} {{Manager}}
+";
+
+/// A node's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// A manager: a member of the Raft quorum.
+    Manager,
+    /// A worker.
+    Worker,
+}
+
+impl Role {
+    fn as_str(self) -> &'static str {
+        match self {
+            Role::Manager => "manager",
+            Role::Worker => "worker",
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Props {
+    /// A template URL for the join script (default: [`DEFAULT_TEMPLATE`]).
+    #[serde(rename = "InitScriptTemplateURL", default)]
+    template_url: Option<String>,
+    /// The manager address to join (default: the address of the engine this flavor talks to).
+    #[serde(rename = "ManagerAddress", default)]
+    manager: Option<String>,
+}
+
+/// The swarm flavor of one role, talking to a manager's engine.
+///
+/// - `validate`: managers need logical IDs, an odd number of them; attachments only for
+///   known logical IDs.
+/// - `prepare`: renders the join script (a template, with the role's join token and a manager
+///   address), tags the instance with a fresh `infrakit.link` label — the instance plugin or
+///   the script makes it an engine label — and adds the logical ID's attachments.
+/// - `healthy`: the node whose engine carries the link label (or, failing that, whose address
+///   is the logical ID): ready, and reachable for a manager; no such node yet is `Unknown`.
+/// - `drain`: demotes a manager; removes a worker from the swarm.
+///
+/// Join tokens appear only in the rendered script: never in logs, errors or `Debug`.
+#[derive(Clone)]
+pub struct SwarmFlavor {
+    docker: Docker,
+    role: Role,
+    templates: Engine,
+    sequence: std::sync::Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for SwarmFlavor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SwarmFlavor")
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+fn parse(properties: &Value) -> Result<Props, FlavorError> {
+    if properties.is_null() {
+        return Ok(Props::default());
+    }
+    Ok(SpecError::from_value(properties.clone())?)
+}
+
+fn unavailable(e: impl std::fmt::Display) -> FlavorError {
+    FlavorError::Unavailable {
+        message: e.to_string(),
+        retry_after: None,
+    }
+}
+
+impl SwarmFlavor {
+    /// A flavor for `role`, talking to a manager's engine.
+    pub fn new(docker: Docker, role: Role) -> Self {
+        Self {
+            docker,
+            role,
+            templates: Engine::new(),
+            sequence: std::sync::Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    fn link(&self) -> String {
+        let n = self.sequence.fetch_add(1, Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        format!("{:x}{n:x}{:x}", nanos, std::process::id())
+    }
+
+    /// The node a member became, by its link label or else its address.
+    async fn node_of(&self, d: &Description) -> Result<Option<Node>, FlavorError> {
+        let nodes = self.docker.list_nodes(None).await.map_err(unavailable)?;
+        let link = d.tags.get(LINK_LABEL);
+        let by_link = nodes.iter().find(|n| {
+            link.is_some()
+                && n.description
+                    .as_ref()
+                    .and_then(|x| x.engine.as_ref())
+                    .and_then(|e| e.labels.as_ref())
+                    .and_then(|l| l.get(LINK_LABEL))
+                    .map(String::as_str)
+                    == link
+        });
+        if let Some(n) = by_link {
+            return Ok(Some(n.clone()));
+        }
+        let lid = d.effective_logical_id();
+        Ok(nodes.into_iter().find(|n| {
+            lid.as_ref().is_some_and(|l| {
+                n.status.as_ref().and_then(|s| s.addr.as_deref()) == Some(l.as_str())
+            })
+        }))
+    }
+}
+
+#[async_trait]
+impl Flavor for SwarmFlavor {
+    async fn validate(
+        &self,
+        properties: &Value,
+        allocation: &Allocation,
+    ) -> Result<(), FlavorError> {
+        parse(properties)?;
+        allocation
+            .validate()
+            .map_err(|e| FlavorError::InvalidProperties(e.under("Allocation")))?;
+        if self.role == Role::Manager {
+            match allocation {
+                Allocation::Size(_) => {
+                    return Err(SpecError::new(
+                        "Allocation",
+                        "swarm managers need LogicalIDs (their fixed addresses), not a Size",
+                    )
+                    .into());
+                }
+                Allocation::LogicalIds { ids, .. } if ids.len() % 2 == 0 => {
+                    return Err(SpecError::new(
+                        "Allocation.LogicalIDs",
+                        format!(
+                            "a manager quorum needs an odd number of members, not {}",
+                            ids.len()
+                        ),
+                    )
+                    .into());
+                }
+                Allocation::LogicalIds { .. } => {}
+            }
+        }
+        Ok(())
+    }
+
+    async fn prepare(
+        &self,
+        properties: &Value,
+        mut spec: InstanceSpec,
+        allocation: &Allocation,
+        index: &Index,
+    ) -> Result<InstanceSpec, FlavorError> {
+        let props = parse(properties)?;
+        let swarm = self.docker.inspect_swarm().await.map_err(unavailable)?;
+        let tokens = swarm.join_tokens.unwrap_or_default();
+        let token = match self.role {
+            Role::Manager => tokens.manager,
+            Role::Worker => tokens.worker,
+        }
+        .ok_or_else(|| unavailable("the swarm has no join token for this role"))?;
+        let manager = match props.manager {
+            Some(m) => m,
+            None => {
+                let info = self.docker.info().await.map_err(unavailable)?;
+                let addr = info
+                    .swarm
+                    .and_then(|s| s.node_addr)
+                    .filter(|a| !a.is_empty())
+                    .ok_or_else(|| unavailable("the engine is not a swarm node"))?;
+                format!("{addr}:2377")
+            }
+        };
+        let link = self.link();
+        let context = json!({
+            "Role": self.role.as_str(),
+            "Token": token,
+            "Manager": manager,
+            "Link": link,
+            "LogicalID": spec.logical_id,
+            "Group": index.group,
+            "Sequence": index.sequence,
+        });
+        let rendered = match &props.template_url {
+            Some(url) => self.templates.render_url(url, &context),
+            None => self.templates.render_str(DEFAULT_TEMPLATE, &context),
+        }
+        // Template errors name variables and lines, never values: no token leaks here.
+        .map_err(|e| FlavorError::Other {
+            message: format!("join script: {e}"),
+            transient: infrakit_core::Classify::is_transient(&e),
+        })?;
+        if !spec.init.is_empty() && !spec.init.ends_with('\n') {
+            spec.init.push('\n');
+        }
+        spec.init.push_str(&rendered);
+        spec.tags.insert(LINK_LABEL, link);
+        if spec.attachments.is_empty()
+            && let Some(lid) = &spec.logical_id
+        {
+            spec.attachments = allocation.attachments_for(lid).to_vec();
+        }
+        tracing::debug!(role = self.role.as_str(), logical_id = ?spec.logical_id, "join script prepared");
+        Ok(spec)
+    }
+
+    async fn healthy(&self, _: &Value, d: &Description) -> Result<Health, FlavorError> {
+        let Some(node) = self.node_of(d).await? else {
+            return Ok(Health::Unknown);
+        };
+        let state = node.status.as_ref().and_then(|s| s.state);
+        let reachable = node.manager_status.as_ref().and_then(|m| m.reachability);
+        Ok(match (state, self.role) {
+            (Some(NodeState::READY), Role::Worker) => Health::Healthy,
+            (Some(NodeState::READY), Role::Manager)
+                if reachable == Some(Reachability::REACHABLE) =>
+            {
+                Health::Healthy
+            }
+            (Some(NodeState::READY), Role::Manager)
+                if reachable == Some(Reachability::UNREACHABLE) =>
+            {
+                Health::Unhealthy
+            }
+            (Some(NodeState::DOWN | NodeState::DISCONNECTED), _) => Health::Unhealthy,
+            _ => Health::Unknown,
+        })
+    }
+
+    async fn drain(&self, _: &Value, d: &Description) -> Result<(), FlavorError> {
+        let Some(node) = self.node_of(d).await? else {
+            // Never joined, or already gone: nothing to drain.
+            return Ok(());
+        };
+        let id = node
+            .id
+            .clone()
+            .ok_or_else(|| unavailable("a node without an ID"))?;
+        match self.role {
+            Role::Manager => {
+                let mut spec = node.spec.clone().unwrap_or_default();
+                if spec.role == Some(NodeSpecRoleEnum::WORKER) {
+                    return Ok(());
+                }
+                spec.role = Some(NodeSpecRoleEnum::WORKER);
+                let version = node
+                    .version
+                    .as_ref()
+                    .and_then(|v| v.index)
+                    .unwrap_or_default();
+                self.docker
+                    .update_node(
+                        &id,
+                        spec,
+                        UpdateNodeOptions {
+                            version: i64::try_from(version).unwrap_or(i64::MAX),
+                        },
+                    )
+                    .await
+                    .map_err(unavailable)
+            }
+            Role::Worker => self
+                .docker
+                .delete_node(&id, Some(DeleteNodeOptions { force: true }))
+                .await
+                .map_err(unavailable),
+        }
+    }
+}
