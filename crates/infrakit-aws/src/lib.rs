@@ -5,3 +5,6 @@
 //! idempotent with client tokens, throttling handled with adaptive retries.
 //!
 //! This crate is being built; today it exposes nothing but this description.
+
+// Library code never unwraps a fallible value; tests may.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]

@@ -43,6 +43,9 @@
 //!   http://unix/
 //! ```
 
+// Library code never unwraps a fallible value; tests may.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 mod client;
 mod discovery;
 mod error;

@@ -12,6 +12,9 @@
 //!   templates), health from node status, drain by demote (managers) or remove (workers).
 //! - [`connect`]: a negotiated client from a `unix://` address.
 
+// Library code never unwraps a fallible value; tests may.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 mod container;
 mod docker;
 mod flavor;

@@ -43,6 +43,9 @@
 //! A missing variable or global is an error naming it, the template's URL and the line; an
 //! include cycle is an error naming the chain, never a stack overflow.
 
+// Library code never unwraps a fallible value; tests may.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 mod engine;
 mod error;
 mod fetch;
