@@ -13,8 +13,10 @@ use tokio::sync::watch;
 use tokio_stream::wrappers::WatchStream;
 
 mod file;
+mod polled;
 
-pub use file::FileLeadership;
+pub use file::{FileLeadership, FileProbe};
+pub use polled::{LeadershipProbe, Observation, PolledLeadership};
 
 /// A leadership term. Terms observed from one source only grow: each gain of leadership
 /// starts a term higher than every earlier one.

@@ -455,6 +455,29 @@ impl Manager {
             .ok_or_else(|| GroupError::UnknownGroup { id: id.clone() })
     }
 
+    /// Removes a group from the store (an unknown group is an error if `must_exist`), stops its
+    /// controller and reports `event`. Instances are not touched.
+    async fn forget(
+        &self,
+        term: Term,
+        id: &GroupId,
+        must_exist: bool,
+        event: EngineEvent,
+    ) -> Result<(), GroupError> {
+        let gid = id.clone();
+        self.update_store(term, move |global| match global.remove(&gid) {
+            None if must_exist => Err(GroupError::UnknownGroup { id: gid.clone() }),
+            _ => Ok(()),
+        })
+        .await?;
+        let c = self.inner.groups.lock().await.controllers.remove(id);
+        if let Some(c) = c {
+            c.stop().await;
+        }
+        let _ = self.inner.events.send(event);
+        Ok(())
+    }
+
     /// A plan for `spec` against what exists now, without acting.
     async fn preview(&self, spec: &GroupSpec) -> Result<crate::reconcile::Plan, GroupError> {
         let existing = {
@@ -512,23 +535,13 @@ impl Group for Manager {
 
     async fn free(&self, id: &GroupId) -> Result<(), GroupError> {
         let term = self.require_leader()?;
-        let gid = id.clone();
-        self.update_store(term, move |global| {
-            global
-                .remove(&gid)
-                .map(|_| ())
-                .ok_or_else(|| GroupError::UnknownGroup { id: gid.clone() })
-        })
-        .await?;
-        let c = self.inner.groups.lock().await.controllers.remove(id);
-        if let Some(c) = c {
-            c.stop().await;
-        }
-        let _ = self
-            .inner
-            .events
-            .send(EngineEvent::GroupFreed { group: id.clone() });
-        Ok(())
+        self.forget(
+            term,
+            id,
+            true,
+            EngineEvent::GroupFreed { group: id.clone() },
+        )
+        .await
     }
 
     async fn destroy(&self, id: &GroupId) -> Result<(), GroupError> {
@@ -578,21 +591,13 @@ impl Group for Manager {
             });
         }
         // Every member is gone: now forget the group.
-        let gid = id.clone();
-        self.update_store(term, move |global| {
-            global.remove(&gid);
-            Ok(())
-        })
-        .await?;
-        let c = self.inner.groups.lock().await.controllers.remove(id);
-        if let Some(c) = c {
-            c.stop().await;
-        }
-        let _ = self
-            .inner
-            .events
-            .send(EngineEvent::GroupDestroyed { group: id.clone() });
-        Ok(())
+        self.forget(
+            term,
+            id,
+            false,
+            EngineEvent::GroupDestroyed { group: id.clone() },
+        )
+        .await
     }
 
     async fn describe(&self, id: &GroupId) -> Result<GroupDescription, GroupError> {

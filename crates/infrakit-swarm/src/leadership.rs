@@ -4,10 +4,9 @@ use async_trait::async_trait;
 use bollard::Docker;
 use infrakit_core::Leadership;
 use infrakit_core::leadership::{
-    LeadershipCell, LeadershipError, LeadershipState, LeadershipStream,
+    LeadershipError, LeadershipProbe, LeadershipState, LeadershipStream, Observation,
+    PolledLeadership,
 };
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 /// Leader iff the local engine's node is the swarm's Raft leader.
@@ -16,24 +15,19 @@ use std::time::Duration;
 /// engine error, a timeout, a node that is not a manager, or no swarm at all means **not
 /// leader**. Followers report the leader's address (`10.0.0.1:2377`) when the engine knows it.
 /// Each gain starts a new, higher [`Term`](infrakit_core::Term).
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct SwarmLeadership {
-    inner: Arc<Inner>,
+    polled: PolledLeadership<SwarmProbe>,
 }
 
-struct Inner {
+/// Asks one engine whether its node leads the swarm.
+pub struct SwarmProbe {
     docker: Docker,
-    interval: Duration,
-    cell: LeadershipCell,
-    polling: AtomicBool,
 }
 
-impl std::fmt::Debug for SwarmLeadership {
+impl std::fmt::Debug for SwarmProbe {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SwarmLeadership")
-            .field("interval", &self.inner.interval)
-            .field("state", &self.inner.cell.state())
-            .finish()
+        f.debug_struct("SwarmProbe").finish_non_exhaustive()
     }
 }
 
@@ -46,47 +40,14 @@ impl SwarmLeadership {
     /// Like [`new`](Self::new), polling at `interval`.
     pub fn with_interval(docker: Docker, interval: Duration) -> Self {
         Self {
-            inner: Arc::new(Inner {
-                docker,
-                interval,
-                cell: LeadershipCell::new(),
-                polling: AtomicBool::new(false),
-            }),
+            polled: PolledLeadership::new(SwarmProbe { docker }, interval),
         }
-    }
-
-    fn ensure_polling(&self) {
-        if self.inner.polling.swap(true, Ordering::SeqCst) {
-            return;
-        }
-        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
-        let interval = self.inner.interval;
-        tokio::spawn(async move {
-            loop {
-                let Some(inner) = weak.upgrade() else { return };
-                inner.refresh().await;
-                drop(inner);
-                tokio::time::sleep(interval).await;
-            }
-        });
     }
 }
 
-impl Inner {
-    async fn refresh(&self) {
-        let limit = (self.interval * 4).max(Duration::from_secs(1));
-        match tokio::time::timeout(limit, self.observe()).await {
-            Ok(Ok(Some(leader))) => self.cell.set_follower(leader),
-            Ok(Ok(None)) => self.cell.set_leader(),
-            Ok(Err(e)) => self.cell.set_unavailable(e),
-            Err(_) => self.cell.set_unavailable(LeadershipError::Unreachable {
-                message: format!("the engine did not answer within {limit:?}"),
-            }),
-        }
-    }
-
+impl SwarmProbe {
     /// `Ok(None)`: this node leads; `Ok(Some(addr))`: another does (address if known).
-    async fn observe(&self) -> Result<Option<Option<String>>, LeadershipError> {
+    async fn leader(&self) -> Result<Option<Option<String>>, LeadershipError> {
         let unreachable = |e: bollard::errors::Error| LeadershipError::Unreachable {
             message: e.to_string(),
         };
@@ -125,14 +86,23 @@ impl Inner {
 }
 
 #[async_trait]
+impl LeadershipProbe for SwarmProbe {
+    async fn observe(&self) -> Observation {
+        match self.leader().await {
+            Ok(None) => Observation::Leader,
+            Ok(Some(leader)) => Observation::Follower(leader),
+            Err(e) => Observation::Unavailable(e),
+        }
+    }
+}
+
+#[async_trait]
 impl Leadership for SwarmLeadership {
     async fn current(&self) -> LeadershipState {
-        self.inner.refresh().await;
-        self.inner.cell.state()
+        self.polled.current().await
     }
 
     fn watch(&self) -> LeadershipStream {
-        self.ensure_polling();
-        self.inner.cell.watch()
+        self.polled.watch()
     }
 }

@@ -1,19 +1,18 @@
 //! Leadership from a file on shared storage that names the leader.
 
-use super::{Leadership, LeadershipCell, LeadershipError, LeadershipState, LeadershipStream};
+use super::polled::{LeadershipProbe, Observation, PolledLeadership};
+use super::{Leadership, LeadershipError, LeadershipState, LeadershipStream};
 use async_trait::async_trait;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 /// Leadership decided by a file: its first line is the ID of the replica that leads.
 ///
 /// A replica leads iff the file names it. The file is polled (every 250 ms by default, so a
-/// change is noticed within a second). A missing or unreadable file, or an empty one, means
-/// **not leader**. Followers report the named replica as the leader's location, so use
-/// replica IDs that say where to reach them (an address, a socket path).
+/// change is noticed within a second). A missing or empty file means nobody leads; an
+/// unreadable one means **not leader**. Followers report the named replica as the leader's
+/// location, so use replica IDs that say where to reach them (an address, a socket path).
 ///
 /// ```
 /// use infrakit_core::{FileLeadership, Leadership};
@@ -31,16 +30,36 @@ use std::time::Duration;
 /// ```
 #[derive(Debug, Clone)]
 pub struct FileLeadership {
-    inner: Arc<Inner>,
+    polled: PolledLeadership<FileProbe>,
 }
 
+/// Reads the leader file.
 #[derive(Debug)]
-struct Inner {
+pub struct FileProbe {
     path: PathBuf,
     me: String,
-    interval: Duration,
-    cell: LeadershipCell,
-    polling: AtomicBool,
+}
+
+#[async_trait]
+impl LeadershipProbe for FileProbe {
+    async fn observe(&self) -> Observation {
+        match tokio::fs::read_to_string(&self.path).await {
+            Ok(text) => {
+                let leader = text.lines().next().unwrap_or("").trim();
+                if leader.is_empty() {
+                    Observation::Follower(None)
+                } else if leader == self.me {
+                    Observation::Leader
+                } else {
+                    Observation::Follower(Some(leader.to_owned()))
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Observation::Follower(None),
+            Err(e) => Observation::Unavailable(LeadershipError::Unreachable {
+                message: format!("{}: {e}", self.path.display()),
+            }),
+        }
+    }
 }
 
 impl FileLeadership {
@@ -56,19 +75,19 @@ impl FileLeadership {
         interval: Duration,
     ) -> Self {
         Self {
-            inner: Arc::new(Inner {
-                path: path.into(),
-                me: me.into(),
+            polled: PolledLeadership::new(
+                FileProbe {
+                    path: path.into(),
+                    me: me.into(),
+                },
                 interval,
-                cell: LeadershipCell::new(),
-                polling: AtomicBool::new(false),
-            }),
+            ),
         }
     }
 
     /// This replica's ID.
     pub fn id(&self) -> &str {
-        &self.inner.me
+        &self.polled.probe().me
     }
 
     /// Names `leader` in the file at `path`, atomically (temporary file, fsync, rename).
@@ -91,61 +110,15 @@ impl FileLeadership {
         }
         std::fs::rename(&temp, path)
     }
-
-    fn ensure_polling(&self) {
-        if self.inner.polling.swap(true, Ordering::SeqCst) {
-            return;
-        }
-        let Ok(handle) = tokio::runtime::Handle::try_current() else {
-            // No runtime: states are refreshed only by `current()`.
-            self.inner.polling.store(false, Ordering::SeqCst);
-            return;
-        };
-        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
-        let interval = self.inner.interval;
-        handle.spawn(async move {
-            loop {
-                let Some(inner) = weak.upgrade() else {
-                    return;
-                };
-                inner.refresh().await;
-                drop(inner);
-                tokio::time::sleep(interval).await;
-            }
-        });
-    }
-}
-
-impl Inner {
-    async fn refresh(&self) {
-        match tokio::fs::read_to_string(&self.path).await {
-            Ok(text) => {
-                let leader = text.lines().next().unwrap_or("").trim();
-                if leader.is_empty() {
-                    self.cell.set_follower(None);
-                } else if leader == self.me {
-                    self.cell.set_leader();
-                } else {
-                    self.cell.set_follower(Some(leader.to_owned()));
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => self.cell.set_follower(None),
-            Err(e) => self.cell.set_unavailable(LeadershipError::Unreachable {
-                message: format!("{}: {e}", self.path.display()),
-            }),
-        }
-    }
 }
 
 #[async_trait]
 impl Leadership for FileLeadership {
     async fn current(&self) -> LeadershipState {
-        self.inner.refresh().await;
-        self.inner.cell.state()
+        self.polled.current().await
     }
 
     fn watch(&self) -> LeadershipStream {
-        self.ensure_polling();
-        self.inner.cell.watch()
+        self.polled.watch()
     }
 }
