@@ -171,11 +171,27 @@ ik_install_moto() {
     fi
 }
 
+# The tests need moto to refuse unknown AMIs, as EC2 does (MOTO_ENABLE_AMI_VALIDATION).
+ik_moto_pid() { pgrep -f "moto_server -H $IK_MOTO_HOST -p $IK_MOTO_PORT" | head -n 1; }
+ik_moto_validates() {
+    local pid; pid=$(ik_moto_pid)
+    [ -n "$pid" ] && tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qx 'MOTO_ENABLE_AMI_VALIDATION=true'
+}
+
 ik_start_moto() {
-    if ik_moto_answers; then return 0; fi
+    if ik_moto_answers; then
+        if ik_moto_validates; then
+            # A clean account for every run (tests also use their own namespaces).
+            curl -fs -o /dev/null -X POST "$(ik_moto_url)/moto-api/reset" || true
+            return 0
+        fi
+        ik_log "restarting moto_server with MOTO_ENABLE_AMI_VALIDATION=true"
+        kill "$(ik_moto_pid)" 2>/dev/null || ik_die "a server answers on $(ik_moto_url) that is not our moto_server"
+        for _ in $(seq 50); do ik_moto_answers || break; sleep 0.1; done
+    fi
     ik_log "starting moto_server on $(ik_moto_url) (log: $IK_MOTO_LOG)"
     echo "--- started by scripts/test at $(date -u +%FT%TZ)" >>"$IK_MOTO_LOG"
-    ik_spawn "$IK_MOTO_LOG" moto_server -H "$IK_MOTO_HOST" -p "$IK_MOTO_PORT"
+    MOTO_ENABLE_AMI_VALIDATION=true ik_spawn "$IK_MOTO_LOG" moto_server -H "$IK_MOTO_HOST" -p "$IK_MOTO_PORT"
     ik_await moto_server $! "$IK_MOTO_LOG" ik_moto_answers
 }
 
