@@ -254,4 +254,77 @@ mod tests {
         server.stop().await;
         assert_eq!(locate(&dir, "leader-a"), None);
     }
+
+    /// A replica that serves no leadership metadata (as a Go group plugin) and answers
+    /// NotLeader: the call is sent on to the leader it names; an unreachable leader is exit 3.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn mutations_follow_not_leader_to_the_leader() {
+        use infrakit_core::{
+            Allocation, Group, GroupSpec, Manager as Core, MemoryStore, PluginSpec, Plugins,
+            Simulator, StaticLeadership, flavor::Vanilla,
+        };
+        use serde_json::json;
+        use std::sync::Arc;
+
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = PluginDir::new(tmp.path());
+        let plugins = Plugins::new()
+            .instance("sim", Simulator::new())
+            .flavor("vanilla", Vanilla);
+        let serve = |leadership: StaticLeadership, name: &'static str| {
+            let manager = Core::builder(leadership, MemoryStore::new())
+                .plugins(plugins.clone())
+                .build();
+            manager.start();
+            let socket = dir.socket(name);
+            async move {
+                let server = infrakit_rpc::PluginServer::new()
+                    .group("", Arc::new(manager.clone()))
+                    .serve(socket)
+                    .await
+                    .unwrap();
+                (manager, server)
+            }
+        };
+        let (leader, _l) = serve(StaticLeadership::leader(), "leader").await;
+        let (_f, _fs) = serve(
+            StaticLeadership::follower(Some("leader".into())),
+            "follower",
+        )
+        .await;
+        let (_g, _gs) = serve(
+            StaticLeadership::follower(Some("elsewhere:1".into())),
+            "lost",
+        )
+        .await;
+        leader.wait_leading().await;
+        let spec = GroupSpec::new(
+            "workers",
+            PluginSpec::new("sim", json!({})),
+            PluginSpec::new("vanilla", json!({})),
+            Allocation::size(1),
+        );
+
+        let follower = Manager::new(dir.clone(), "follower", Duration::from_secs(10));
+        let plan = follower
+            .on_leader(|g| {
+                let spec = spec.clone();
+                async move { g.commit(spec, false).await }
+            })
+            .await
+            .unwrap();
+        assert_eq!(plan, "add 1 to reach 1");
+        assert_eq!(leader.inspect().await.unwrap().len(), 1);
+
+        let lost = Manager::new(dir.clone(), "lost", Duration::from_secs(10));
+        let e = lost
+            .on_leader(|g| async move { g.set_size(&"workers".into(), 2).await })
+            .await
+            .unwrap_err();
+        assert_eq!(crate::exit::code_of(&e), NOT_LEADER);
+        assert!(
+            e.to_string().contains("the leader is at elsewhere:1"),
+            "{e}"
+        );
+    }
 }
