@@ -14,8 +14,7 @@ use std::time::Duration;
     about = "Declarative, self-healing infrastructure: run manager replicas, commit group specs, \
              inspect and scale groups, render templates, serve plugins.",
     long_about = None,
-    after_help = EXIT_CODES,
-    propagate_version = true
+    after_help = EXIT_CODES
 )]
 pub struct Cli {
     /// Options every subcommand takes.
@@ -26,11 +25,17 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The help heading of the options every subcommand takes.
+const GLOBAL: &str = "Global options";
+
+/// The help heading of the built-in plugins' options.
+const BUILTIN: &str = "Built-in plugin options";
+
 /// Options every subcommand takes.
 #[derive(Debug, Args)]
 pub struct Global {
     /// Directory of plugin sockets [default: ~/.infrakit/plugins].
-    #[arg(long, global = true, env = infrakit_rpc::PLUGINS_DIR_ENV, value_name = "DIR")]
+    #[arg(long, global = true, help_heading = GLOBAL, env = infrakit_rpc::PLUGINS_DIR_ENV, value_name = "DIR")]
     pub plugin_dir: Option<PathBuf>,
 
     /// The manager replica to talk to: a socket name in the plugin directory, or a socket path.
@@ -38,6 +43,7 @@ pub struct Global {
     #[arg(
         long,
         global = true,
+        help_heading = GLOBAL,
         env = "INFRAKIT_MANAGER",
         default_value = "group",
         value_name = "NAME|PATH"
@@ -45,19 +51,19 @@ pub struct Global {
     pub manager: String,
 
     /// Print machine-readable JSON on standard output instead of tables and sentences.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     pub json: bool,
 
     /// Log format (logs go to standard error).
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    #[arg(long, global = true, help_heading = GLOBAL, value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
 
     /// Log filter (`info`, `debug`, `infrakit_core=debug,warn`, ...); `RUST_LOG` wins when set.
-    #[arg(long, global = true, default_value = "info", value_name = "FILTER")]
+    #[arg(long, global = true, help_heading = GLOBAL, default_value = "info", value_name = "FILTER")]
     pub log_level: String,
 
     /// Timeout of each call to a plugin or replica.
-    #[arg(long, global = true, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, global = true, help_heading = GLOBAL, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
     pub timeout: Duration,
 }
 
@@ -186,6 +192,7 @@ pub struct BuiltinArgs {
     /// Docker engine of the swarm leadership, store and built-ins.
     #[arg(
         long,
+        help_heading = BUILTIN,
         env = "INFRAKIT_DOCKER_HOST",
         default_value = "unix:///var/run/docker.sock",
         value_name = "URL"
@@ -193,15 +200,15 @@ pub struct BuiltinArgs {
     pub docker_host: String,
 
     /// The user-defined Docker network of the `container` built-in.
-    #[arg(long, default_value = "infrakit", value_name = "NETWORK")]
+    #[arg(long, help_heading = BUILTIN, default_value = "infrakit", value_name = "NETWORK")]
     pub container_network: String,
 
     /// The scope label of the `container` built-in (plugins of several scopes share an engine).
-    #[arg(long, default_value = "infrakit", value_name = "SCOPE")]
+    #[arg(long, help_heading = BUILTIN, default_value = "infrakit", value_name = "SCOPE")]
     pub container_scope: String,
 
     /// Latency the `simulator` built-in adds to every call.
-    #[arg(long, default_value = "0s", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, help_heading = BUILTIN, default_value = "0s", value_parser = parse_duration, value_name = "DURATION")]
     pub simulator_latency: Duration,
 }
 

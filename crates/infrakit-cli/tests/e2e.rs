@@ -358,7 +358,9 @@ fn two_replicas_share_a_simulator_and_the_follower_takes_over() {
 
     // A template spec, committed through the follower: rendered, planned, sent to the leader,
     // and watched until it converges.
-    let spec = w.write_spec("spec.json", r#"{{var "/size"}}"#);
+    // The example spec of the README (a template: `--global /size=N`).
+    let spec = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/workers.json");
+    let spec = spec.display().to_string();
     let pretend = w
         .run(&[
             "manager",
