@@ -94,11 +94,17 @@ pub async fn builtin_flavors(
 #[cfg(feature = "swarm")]
 async fn container(opts: &BuiltinArgs) -> anyhow::Result<Arc<dyn Instance>> {
     let docker = crate::docker(&opts.docker_host).await?;
-    Ok(Arc::new(infrakit_swarm::ContainerInstance::new(
+    let plugin = infrakit_swarm::ContainerInstance::new(
         docker,
         opts.container_network.clone(),
         opts.container_scope.clone(),
-    )))
+    );
+    if let Some(subnet) = &opts.container_subnet {
+        plugin.ensure_network(subnet).await.map_err(|e| {
+            anyhow::anyhow!("create network {} ({subnet}): {e}", opts.container_network)
+        })?;
+    }
+    Ok(Arc::new(plugin))
 }
 
 #[cfg(not(feature = "swarm"))]

@@ -203,6 +203,11 @@ pub struct BuiltinArgs {
     #[arg(long, help_heading = BUILTIN, default_value = "infrakit", value_name = "NETWORK")]
     pub container_network: String,
 
+    /// Create the `container` built-in's network with this subnet (e.g. `10.213.0.0/24`)
+    /// unless it exists; fixed IPs (logical IDs) need one.
+    #[arg(long, help_heading = BUILTIN, value_name = "CIDR")]
+    pub container_subnet: Option<String>,
+
     /// The scope label of the `container` built-in (plugins of several scopes share an engine).
     #[arg(long, help_heading = BUILTIN, default_value = "infrakit", value_name = "SCOPE")]
     pub container_scope: String,

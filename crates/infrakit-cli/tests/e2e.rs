@@ -638,6 +638,24 @@ fn scale_and_destroy_instances_round_trip() {
     w.run(&["group", "destroy", "workers"]).ok();
     assert!(w.sim_instances().is_empty());
     assert_eq!(w.terminate("group"), 0);
+
+    // --log-format json: one JSON object per line, shutdown included.
+    let log = std::fs::read_to_string(w.path("group.log")).unwrap();
+    let lines: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .collect();
+    assert!(lines.iter().all(|l| l["level"].is_string()), "{log}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["fields"]["message"] == "manager replica running"),
+        "{log}"
+    );
+    assert!(
+        lines.iter().any(|l| l["fields"]["signal"] == "SIGTERM"),
+        "{log}"
+    );
 }
 
 #[test]
