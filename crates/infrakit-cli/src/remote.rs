@@ -164,7 +164,15 @@ impl Manager {
                             tracing::debug!(from = %socket.display(), to = %next.display(), "reading from the leader");
                             socket = next;
                         }
-                        _ => break,
+                        _ => {
+                            tracing::warn!(
+                                replica = %socket.display(),
+                                leader = s.location.as_deref().unwrap_or("none"),
+                                "this replica does not lead and the leader is not reachable here: \
+                                 its view of a group has no members"
+                            );
+                            break;
+                        }
                     }
                 }
                 _ => break,

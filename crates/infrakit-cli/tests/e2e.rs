@@ -661,8 +661,8 @@ fn scale_and_destroy_instances_round_trip() {
 #[test]
 fn watch_gives_up_at_the_deadline() {
     let mut w = World::new();
-    // Every call takes a second: the group cannot converge within the deadline.
-    w.start_simulator(&["--simulator-latency", "1s"]);
+    // Every call takes two seconds: the group cannot converge within the deadline.
+    w.start_simulator(&["--simulator-latency", "2s"]);
     let store = w.path("groups.json").display().to_string();
     w.start(
         "group",
