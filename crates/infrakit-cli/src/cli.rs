@@ -31,6 +31,19 @@ const GLOBAL: &str = "Global options";
 /// The help heading of the built-in plugins' options.
 const BUILTIN: &str = "Built-in plugin options";
 
+impl Cli {
+    /// The log filter: `--log-level`, else `info` for the long-running commands (a replica, a
+    /// plugin) and `warn` for the others, whose output is their answer.
+    pub fn log_level(&self) -> &str {
+        match (&self.global.log_level, &self.command) {
+            (Some(level), _) => level,
+            (None, Command::Manager(ManagerCommand::Run(_)))
+            | (None, Command::Plugin(PluginCommand::Start { .. })) => "info",
+            (None, _) => "warn",
+        }
+    }
+}
+
 /// Options every subcommand takes.
 #[derive(Debug, Args)]
 pub struct Global {
@@ -58,9 +71,10 @@ pub struct Global {
     #[arg(long, global = true, help_heading = GLOBAL, value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
 
-    /// Log filter (`info`, `debug`, `infrakit_core=debug,warn`, ...); `RUST_LOG` wins when set.
-    #[arg(long, global = true, help_heading = GLOBAL, default_value = "info", value_name = "FILTER")]
-    pub log_level: String,
+    /// Log filter (`info`, `debug`, `infrakit_core=debug,warn`, ...); `RUST_LOG` wins when set
+    /// [default: info for `manager run` and `plugin start`, warn for the other commands].
+    #[arg(long, global = true, help_heading = GLOBAL, value_name = "FILTER")]
+    pub log_level: Option<String>,
 
     /// Timeout of each call to a plugin or replica.
     #[arg(long, global = true, help_heading = GLOBAL, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
@@ -401,6 +415,24 @@ mod tests {
             ]
         );
         assert_eq!(run.resync, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn log_level_defaults_by_command() {
+        assert_eq!(parse(&["manager", "run"]).unwrap().log_level(), "info");
+        assert_eq!(
+            parse(&["plugin", "start", "simulator"])
+                .unwrap()
+                .log_level(),
+            "info"
+        );
+        assert_eq!(parse(&["group", "ls"]).unwrap().log_level(), "warn");
+        assert_eq!(
+            parse(&["group", "ls", "--log-level", "debug"])
+                .unwrap()
+                .log_level(),
+            "debug"
+        );
     }
 
     #[test]

@@ -38,7 +38,7 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(e) = logging::init(cli.global.log_format, &cli.global.log_level) {
+    if let Err(e) = logging::init(cli.global.log_format, cli.log_level()) {
         eprintln!("error: {e:#}");
         return ExitCode::from(exit::USAGE);
     }
