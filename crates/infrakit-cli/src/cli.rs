@@ -1,0 +1,519 @@
+//! The command line: every subcommand, flag and default, as `clap` parses them.
+
+use crate::duration::parse_duration;
+use crate::exit::EXIT_CODES;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The parsed command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "infrakit",
+    version,
+    about = "Declarative, self-healing infrastructure: run manager replicas, commit group specs, \
+             inspect and scale groups, render templates, serve plugins.",
+    long_about = None,
+    after_help = EXIT_CODES
+)]
+pub struct Cli {
+    /// Options every subcommand takes.
+    #[command(flatten)]
+    pub global: Global,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The help heading of the options every subcommand takes.
+const GLOBAL: &str = "Global options";
+
+/// The help heading of the built-in plugins' options.
+const BUILTIN: &str = "Built-in plugin options";
+
+impl Cli {
+    /// The log filter: `--log-level`, else `info` for the long-running commands (a replica, a
+    /// plugin) and `warn` for the others, whose output is their answer.
+    pub fn log_level(&self) -> &str {
+        match (&self.global.log_level, &self.command) {
+            (Some(level), _) => level,
+            (None, Command::Manager(ManagerCommand::Run(_)))
+            | (None, Command::Plugin(PluginCommand::Start { .. })) => "info",
+            (None, _) => "warn",
+        }
+    }
+}
+
+/// Options every subcommand takes.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Directory of plugin sockets [default: ~/.infrakit/plugins].
+    #[arg(long, global = true, help_heading = GLOBAL, env = infrakit_rpc::PLUGINS_DIR_ENV, value_name = "DIR")]
+    pub plugin_dir: Option<PathBuf>,
+
+    /// The manager replica to talk to: a socket name in the plugin directory, or a socket path.
+    /// A replica that does not lead sends the command on to the leader.
+    #[arg(
+        long,
+        global = true,
+        help_heading = GLOBAL,
+        env = "INFRAKIT_MANAGER",
+        default_value = "group",
+        value_name = "NAME|PATH"
+    )]
+    pub manager: String,
+
+    /// Print machine-readable JSON on standard output instead of tables and sentences.
+    #[arg(long, global = true, help_heading = GLOBAL)]
+    pub json: bool,
+
+    /// Log format (logs go to standard error).
+    #[arg(long, global = true, help_heading = GLOBAL, value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+
+    /// Log filter (`info`, `debug`, `infrakit_core=debug,warn`, ...); `RUST_LOG` wins when set
+    /// [default: info for `manager run` and `plugin start`, warn for the other commands].
+    #[arg(long, global = true, help_heading = GLOBAL, value_name = "FILTER")]
+    pub log_level: Option<String>,
+
+    /// Timeout of each call to a plugin or replica.
+    #[arg(long, global = true, help_heading = GLOBAL, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    pub timeout: Duration,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One readable line per event.
+    Human,
+    /// One JSON object per event.
+    Json,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a manager replica, commit specs, ask a replica about leadership.
+    #[command(subcommand)]
+    Manager(ManagerCommand),
+    /// Inspect and change the groups a manager controls.
+    #[command(subcommand)]
+    Group(GroupCommand),
+    /// Render a template to standard output.
+    Template(TemplateArgs),
+    /// List the plugins in the plugin directory, or serve a built-in plugin.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+/// `infrakit manager ...`
+#[derive(Debug, Subcommand)]
+pub enum ManagerCommand {
+    /// Run one manager replica until SIGTERM or Ctrl-C.
+    ///
+    /// The replica serves the Group API (and its leadership status) on the socket
+    /// `<plugin-dir>/<name>`. It acts only while it leads; a follower answers reads and sends
+    /// callers to the leader. Plugins named in group specs are found among the built-ins
+    /// started with `--builtin`, the in-process `vanilla` flavor, then the sockets of the plugin
+    /// directory.
+    Run(Box<RunArgs>),
+    /// Commit group specs from a file or URL (rendered first if it is a template).
+    ///
+    /// The file holds one group spec, a list of them, or Go InfraKit's
+    /// `[{"Plugin":"group","Properties":{<spec>}}]`. Each spec is validated and its plan shown;
+    /// without `--pretend` it is committed on the leader.
+    Commit(CommitArgs),
+    /// Show whether a replica leads, and where the leader is.
+    Status,
+}
+
+/// Leadership sources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LeadershipKind {
+    /// Always leads (one replica), or always follows `--follow`.
+    Static,
+    /// The replica named on the first line of `--leader-file` leads.
+    File,
+    /// Leads iff the local Docker engine is the swarm's Raft leader (feature `swarm`).
+    Swarm,
+}
+
+/// Spec stores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StoreKind {
+    /// A JSON file, written atomically (`--store-file`).
+    File,
+    /// The swarm's cluster spec (feature `swarm`).
+    Swarm,
+}
+
+/// `infrakit manager run`
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The replica's socket name in the plugin directory (or a socket path).
+    #[arg(long, default_value = "group", value_name = "NAME|PATH")]
+    pub name: String,
+
+    /// The replica's ID for leadership [default: --name]. With file leadership, the leader
+    /// file names it and followers report it as the leader's location, so the default (the
+    /// socket name) lets clients find the leader.
+    #[arg(long, value_name = "ID")]
+    pub id: Option<String>,
+
+    /// Where leadership comes from.
+    #[arg(long, value_enum, default_value_t = LeadershipKind::Static)]
+    pub leadership: LeadershipKind,
+
+    /// The leader file of `--leadership file` [default: ~/.infrakit/leader].
+    #[arg(long, value_name = "PATH")]
+    pub leader_file: Option<PathBuf>,
+
+    /// With `--leadership static`: never lead; report this location as the leader's.
+    #[arg(long, value_name = "LOCATION")]
+    pub follow: Option<String>,
+
+    /// Where the specs are kept.
+    #[arg(long, value_enum, default_value_t = StoreKind::File)]
+    pub store: StoreKind,
+
+    /// The spec file of `--store file` [default: ~/.infrakit/configs/groups.json].
+    #[arg(long, value_name = "PATH")]
+    pub store_file: Option<PathBuf>,
+
+    /// Run a built-in plugin in this process, as `KIND` or `KIND=NAME` (repeatable). Kinds:
+    /// simulator (instance), vanilla (flavor), container (instance) and swarm (flavor, types
+    /// manager and worker) with feature `swarm`.
+    #[arg(long = "builtin", value_name = "KIND[=NAME]", value_parser = parse_builtin)]
+    pub builtins: Vec<(String, String)>,
+
+    /// How often each group is re-observed even without events (plugins in other processes
+    /// send none).
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    pub resync: Duration,
+
+    /// Global limit on provider calls per second; 0 for none.
+    #[arg(long, default_value_t = 50, value_name = "N")]
+    pub calls_per_second: u32,
+
+    /// Options of the built-in plugins.
+    #[command(flatten)]
+    pub builtin: BuiltinArgs,
+}
+
+/// Options of the built-in plugins.
+#[derive(Debug, Clone, Args)]
+pub struct BuiltinArgs {
+    /// Docker engine of the swarm leadership, store and built-ins.
+    #[arg(
+        long,
+        help_heading = BUILTIN,
+        env = "INFRAKIT_DOCKER_HOST",
+        default_value = "unix:///var/run/docker.sock",
+        value_name = "URL"
+    )]
+    pub docker_host: String,
+
+    /// The user-defined Docker network of the `container` built-in.
+    #[arg(long, help_heading = BUILTIN, default_value = "infrakit", value_name = "NETWORK")]
+    pub container_network: String,
+
+    /// Create the `container` built-in's network with this subnet (e.g. `10.213.0.0/24`)
+    /// unless it exists; fixed IPs (logical IDs) need one.
+    #[arg(long, help_heading = BUILTIN, value_name = "CIDR")]
+    pub container_subnet: Option<String>,
+
+    /// The scope label of the `container` built-in (plugins of several scopes share an engine).
+    #[arg(long, help_heading = BUILTIN, default_value = "infrakit", value_name = "SCOPE")]
+    pub container_scope: String,
+
+    /// The namespace (`infrakit.scope` tag) of the `ec2` built-in's instances; its endpoint,
+    /// region and credentials come from `AWS_ENDPOINT_URL`, `AWS_REGION` and `AWS_*` keys.
+    #[arg(long, help_heading = BUILTIN, env = "INFRAKIT_EC2_SCOPE", default_value = "infrakit", value_name = "SCOPE")]
+    pub ec2_scope: String,
+
+    /// Latency the `simulator` built-in adds to every call.
+    #[arg(long, help_heading = BUILTIN, default_value = "0s", value_parser = parse_duration, value_name = "DURATION")]
+    pub simulator_latency: Duration,
+}
+
+/// `infrakit manager commit`
+#[derive(Debug, Args)]
+pub struct CommitArgs {
+    /// The specs: a path, a `file://` or `http(s)://` URL, or `-` for standard input.
+    #[arg(value_name = "FILE|URL")]
+    pub source: String,
+
+    /// Show the plans only; change nothing.
+    #[arg(long)]
+    pub pretend: bool,
+
+    /// A template global, `/path=value` (repeatable); the source is rendered with them.
+    #[arg(long = "global", value_name = "/PATH=VALUE")]
+    pub globals: Vec<String>,
+
+    /// After committing, follow each group until it converges.
+    #[command(flatten)]
+    pub watch: WatchArgs,
+}
+
+/// `--watch` and its deadline.
+#[derive(Debug, Clone, Args)]
+pub struct WatchArgs {
+    /// Follow convergence live (a progress bar on a terminal, plain lines otherwise) until the
+    /// group converges or `--deadline` passes (exit code 4).
+    #[arg(long)]
+    pub watch: bool,
+
+    /// How long `--watch` waits.
+    #[arg(long, default_value = "5m", value_parser = parse_duration, value_name = "DURATION")]
+    pub deadline: Duration,
+}
+
+/// `infrakit group ...`
+#[derive(Debug, Subcommand)]
+pub enum GroupCommand {
+    /// List the groups with their size, members and whether they converged.
+    Ls,
+    /// Show a group's members (ID, logical ID, health, config up to date) and its plan.
+    Describe {
+        /// The group.
+        id: String,
+        /// Follow convergence.
+        #[command(flatten)]
+        watch: WatchArgs,
+    },
+    /// Set the size of a scaled group, or print it when no size is given.
+    Scale {
+        /// The group.
+        id: String,
+        /// The new size.
+        size: Option<u32>,
+        /// Follow convergence.
+        #[command(flatten)]
+        watch: WatchArgs,
+    },
+    /// Destroy some members and lower the group's size by as many. Only members are accepted.
+    DestroyInstances {
+        /// The group.
+        id: String,
+        /// The instances.
+        #[arg(required = true)]
+        instances: Vec<String>,
+    },
+    /// Stop managing a group; its instances keep running.
+    Free {
+        /// The group.
+        id: String,
+    },
+    /// Drain and destroy every member, then forget the group.
+    Destroy {
+        /// The group.
+        id: String,
+    },
+}
+
+/// `infrakit template`
+#[derive(Debug, Args)]
+pub struct TemplateArgs {
+    /// The template: a path or a `file://` / `http(s)://` URL.
+    #[arg(long, value_name = "URL")]
+    pub url: String,
+
+    /// A global, `/path=value` (repeatable); a value that is JSON is read as JSON.
+    #[arg(long = "global", value_name = "/PATH=VALUE")]
+    pub globals: Vec<String>,
+
+    /// The template's context (its `{{this}}`), as JSON.
+    #[arg(long, default_value = "{}", value_name = "JSON")]
+    pub context: String,
+}
+
+/// `infrakit plugin ...`
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// List the sockets of the plugin directory and the interfaces each implements.
+    Ls,
+    /// Serve a built-in plugin on `<plugin-dir>/<name>` until SIGTERM or Ctrl-C.
+    ///
+    /// Several manager replicas can then share one provider: name it in specs as
+    /// `"Plugin": "<name>"` (or `"<name>/<type>"` for the swarm flavor's manager and worker).
+    Start {
+        /// simulator, vanilla; container and swarm with feature `swarm`.
+        kind: String,
+        /// The socket name [default: the kind].
+        #[arg(long, value_name = "NAME|PATH")]
+        name: Option<String>,
+        /// Options of the built-in plugins.
+        #[command(flatten)]
+        builtin: BuiltinArgs,
+    },
+}
+
+/// Parses `KIND` or `KIND=NAME`.
+fn parse_builtin(s: &str) -> Result<(String, String), String> {
+    let (kind, name) = match s.split_once('=') {
+        Some((k, n)) => (k.trim(), n.trim()),
+        None => (s.trim(), s.trim()),
+    };
+    if kind.is_empty() || name.is_empty() {
+        return Err(format!("expected KIND or KIND=NAME, got {s:?}"));
+    }
+    Ok((kind.to_owned(), name.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("infrakit").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn manager_run_defaults_and_flags() {
+        let cli = parse(&["manager", "run"]).unwrap();
+        let Command::Manager(ManagerCommand::Run(run)) = cli.command else {
+            panic!("not manager run")
+        };
+        assert_eq!(run.name, "group");
+        assert_eq!(run.leadership, LeadershipKind::Static);
+        assert_eq!(run.store, StoreKind::File);
+        assert_eq!(run.resync, Duration::from_secs(10));
+        assert!(run.builtins.is_empty());
+
+        let cli = parse(&[
+            "manager",
+            "run",
+            "--name",
+            "group-a",
+            "--leadership",
+            "file",
+            "--leader-file",
+            "/tmp/leader",
+            "--builtin",
+            "simulator=sim",
+            "--builtin",
+            "vanilla",
+            "--resync",
+            "500ms",
+            "--log-format",
+            "json",
+        ])
+        .unwrap();
+        assert_eq!(cli.global.log_format, LogFormat::Json);
+        let Command::Manager(ManagerCommand::Run(run)) = cli.command else {
+            panic!("not manager run")
+        };
+        assert_eq!(run.leadership, LeadershipKind::File);
+        assert_eq!(run.leader_file, Some(PathBuf::from("/tmp/leader")));
+        assert_eq!(
+            run.builtins,
+            vec![
+                ("simulator".into(), "sim".into()),
+                ("vanilla".into(), "vanilla".into())
+            ]
+        );
+        assert_eq!(run.resync, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn log_level_defaults_by_command() {
+        assert_eq!(parse(&["manager", "run"]).unwrap().log_level(), "info");
+        assert_eq!(
+            parse(&["plugin", "start", "simulator"])
+                .unwrap()
+                .log_level(),
+            "info"
+        );
+        assert_eq!(parse(&["group", "ls"]).unwrap().log_level(), "warn");
+        assert_eq!(
+            parse(&["group", "ls", "--log-level", "debug"])
+                .unwrap()
+                .log_level(),
+            "debug"
+        );
+    }
+
+    #[test]
+    fn global_flags_go_anywhere() {
+        let cli = parse(&["group", "ls", "--json", "--manager", "group-b"]).unwrap();
+        assert!(cli.global.json);
+        assert_eq!(cli.global.manager, "group-b");
+        assert!(matches!(cli.command, Command::Group(GroupCommand::Ls)));
+    }
+
+    #[test]
+    fn group_commands() {
+        let cli = parse(&[
+            "group",
+            "scale",
+            "workers",
+            "5",
+            "--watch",
+            "--deadline",
+            "1m",
+        ])
+        .unwrap();
+        let Command::Group(GroupCommand::Scale { id, size, watch }) = cli.command else {
+            panic!("not scale")
+        };
+        assert_eq!((id.as_str(), size), ("workers", Some(5)));
+        assert!(watch.watch);
+        assert_eq!(watch.deadline, Duration::from_secs(60));
+
+        let cli = parse(&["group", "destroy-instances", "workers", "i-1", "i-2"]).unwrap();
+        let Command::Group(GroupCommand::DestroyInstances { instances, .. }) = cli.command else {
+            panic!("not destroy-instances")
+        };
+        assert_eq!(instances, vec!["i-1", "i-2"]);
+        assert!(parse(&["group", "destroy-instances", "workers"]).is_err());
+        assert!(parse(&["group", "scale", "workers", "-1"]).is_err());
+    }
+
+    #[test]
+    fn template_and_commit() {
+        let cli = parse(&[
+            "template", "--url", "boot.sh", "--global", "/a=1", "--global", "/b=x",
+        ])
+        .unwrap();
+        let Command::Template(t) = cli.command else {
+            panic!("not template")
+        };
+        assert_eq!(t.globals, vec!["/a=1", "/b=x"]);
+
+        let cli = parse(&["manager", "commit", "groups.json", "--pretend"]).unwrap();
+        let Command::Manager(ManagerCommand::Commit(c)) = cli.command else {
+            panic!("not commit")
+        };
+        assert!(c.pretend);
+        assert_eq!(c.source, "groups.json");
+        assert!(parse(&["template"]).is_err(), "--url is required");
+    }
+
+    #[test]
+    fn builtin_values() {
+        assert_eq!(
+            parse_builtin("simulator").unwrap(),
+            ("simulator".into(), "simulator".into())
+        );
+        assert_eq!(
+            parse_builtin("swarm=flavors").unwrap(),
+            ("swarm".into(), "flavors".into())
+        );
+        assert!(parse_builtin("=x").is_err());
+        assert!(parse_builtin("x=").is_err());
+    }
+
+    #[test]
+    fn help_lists_exit_codes() {
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains("Exit codes"), "{help}");
+        assert!(help.contains("not the leader"), "{help}");
+    }
+}
