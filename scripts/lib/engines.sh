@@ -150,7 +150,8 @@ ik_smoke_test_docker() {
 # --- moto_server (EC2) -------------------------------------------------------
 
 ik_moto_url() { printf 'http://%s:%s' "$IK_MOTO_HOST" "$IK_MOTO_PORT"; }
-ik_moto_answers() { curl -fs -o /dev/null --max-time 2 "$(ik_moto_url)/moto-api/data.json"; }
+# A cheap page (moto serves instance metadata too); /moto-api/data.json grows with the state.
+ik_moto_answers() { curl -fs -o /dev/null --max-time 5 "$(ik_moto_url)/latest/meta-data/instance-id"; }
 
 ik_install_moto() {
     if command -v moto_server >/dev/null; then return 0; fi
