@@ -17,10 +17,18 @@ pub const LINK_LABEL: &str = "infrakit.link";
 
 /// The join script used when the properties name no template: it joins with the role's token.
 /// Context: `Role`, `Token`, `Manager` (address:port), `Link`, `LogicalID`, `Group`, `Sequence`.
+///
+/// A join can fail while the swarm is busy (a leader election, "Timeout was reached before
+/// node joined"); the script tries again for about a minute, and stops as soon as the engine
+/// is part of the swarm (also when it already was: a node restarted on its old data root).
 pub const DEFAULT_TEMPLATE: &str = "#!/bin/sh
 # joins the swarm as a {{Role}} (infrakit link {{Link}})
-set -e
-docker swarm join --token {{Token}} {{Manager}}
+for attempt in 1 2 3 4 5 6 7 8 9 10 11 12; do
+  if docker info 2>/dev/null | grep -q 'Swarm: active'; then exit 0; fi
+  docker swarm join --token {{Token}} {{Manager}} && exit 0
+  sleep 5
+done
+exit 1
 ";
 
 /// A node's role.
@@ -132,9 +140,17 @@ impl SwarmFlavor {
             return Ok(Some(n.clone()));
         }
         let lid = d.effective_logical_id();
+        // A manager's `Status.Addr` may read 0.0.0.0; its Raft address (`ip:2377`) does not.
+        let raft_host = |n: &Node| {
+            n.manager_status
+                .as_ref()
+                .and_then(|m| m.addr.as_deref())
+                .and_then(|a| a.rsplit_once(':').map(|(host, _)| host.to_owned()))
+        };
         Ok(nodes.into_iter().find(|n| {
             lid.as_ref().is_some_and(|l| {
                 n.status.as_ref().and_then(|s| s.addr.as_deref()) == Some(l.as_str())
+                    || raft_host(n).as_deref() == Some(l.as_str())
             })
         }))
     }

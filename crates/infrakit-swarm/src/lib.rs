@@ -6,6 +6,10 @@
 //!   containers. Tags are labels, a logical ID is a fixed IP on a user-defined network,
 //!   attachments are named volumes, and the engine's event stream reports a killed container at
 //!   once, so a controller replaces it without waiting for a poll.
+//! - [`EngineNodes`]: an [`Instance`](infrakit_core::Instance) whose instances are Docker
+//!   engines on this machine (Linux, root), each `dockerd` in its own network namespace with
+//!   the logical ID as its IP and a `dataroot` attachment as its data root: the seed's machines
+//!   and EBS volumes, made local, for a real self-healing swarm on one host.
 //! - [`SwarmLeadership`]: leader iff the local engine's node is the swarm's Raft leader.
 //! - [`SwarmStore`]: the user's spec kept in the swarm's cluster spec, compare-and-swap.
 //! - [`SwarmFlavor`]: managers and workers joining with the swarm's tokens (join scripts from
@@ -19,10 +23,12 @@ mod container;
 mod docker;
 mod flavor;
 mod leadership;
+mod node;
 mod store;
 
 pub use container::{ContainerInstance, ContainerProperties, SCOPE_LABEL};
 pub use docker::{DockerError, connect};
 pub use flavor::{DEFAULT_TEMPLATE, LINK_LABEL, Role, SwarmFlavor};
 pub use leadership::SwarmLeadership;
+pub use node::{DATA_ROOT_ATTACHMENT, EngineNodes};
 pub use store::{MAX_ENCODED_BYTES, SPEC_LABEL, SwarmStore};

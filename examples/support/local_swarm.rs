@@ -1,0 +1,547 @@
+//! The seed's self-healing swarm on one machine, shared by `examples/swarm_self_heal.rs` and
+//! the chaos test (`tests/swarm_chaos.rs`): engine nodes in network namespaces (the
+//! machines), a replica of our manager beside every swarm manager (each talking to its own
+//! node's engine: `SwarmLeadership`, `SwarmStore`, the swarm flavor), grown from one seed node.
+#![allow(dead_code)]
+
+use infrakit::reconcile::EngineEvent;
+use infrakit::swarm::{
+    DATA_ROOT_ATTACHMENT, EngineNodes, Role, SwarmFlavor, SwarmLeadership, SwarmStore, connect,
+};
+use infrakit::template::Engine as Templates;
+use infrakit::*;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::broadcast;
+
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// One mutation of the provider, by the replica that issued it.
+#[derive(Debug, Clone)]
+pub struct Mutation {
+    /// The replica (its node's IP).
+    pub replica: String,
+    /// Its leadership term when it issued the call.
+    pub term: Option<u64>,
+    /// `provision <logical id>` or `destroy <id>`.
+    pub what: String,
+    /// When.
+    pub at: Instant,
+}
+
+/// The engine nodes, as one replica sees them: every mutation is recorded.
+struct Recorded {
+    nodes: EngineNodes,
+    replica: String,
+    term: Arc<Mutex<Option<u64>>>,
+    log: Arc<Mutex<Vec<Mutation>>>,
+}
+
+impl Recorded {
+    fn record(&self, what: String) {
+        let term = self.term.lock().map(|t| *t).unwrap_or_default();
+        if let Ok(mut log) = self.log.lock() {
+            log.push(Mutation {
+                replica: self.replica.clone(),
+                term,
+                what,
+                at: Instant::now(),
+            });
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Instance for Recorded {
+    async fn validate(&self, p: &Value) -> Result<(), InstanceError> {
+        self.nodes.validate(p).await
+    }
+    async fn provision(&self, spec: InstanceSpec) -> Result<InstanceId, InstanceError> {
+        self.record(format!(
+            "provision {}",
+            spec.logical_id
+                .as_ref()
+                .map(|l| l.as_str().to_owned())
+                .unwrap_or_else(|| "-".into())
+        ));
+        self.nodes.provision(spec).await
+    }
+    async fn label(&self, id: &InstanceId, labels: &Tags) -> Result<(), InstanceError> {
+        self.nodes.label(id, labels).await
+    }
+    async fn destroy(&self, id: &InstanceId, c: DestroyContext) -> Result<(), InstanceError> {
+        self.record(format!("destroy {id}"));
+        self.nodes.destroy(id, c).await
+    }
+    async fn describe(&self, t: &Tags, p: bool) -> Result<Vec<Description>, InstanceError> {
+        self.nodes.describe(t, p).await
+    }
+}
+
+/// A replica of our manager beside one swarm manager.
+struct Replica {
+    ip: String,
+    manager: Manager,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// The cluster.
+pub struct LocalSwarm {
+    pub nodes: EngineNodes,
+    net: String,
+    pub managers: usize,
+    pub workers: usize,
+    replicas: Mutex<BTreeMap<InstanceId, Replica>>,
+    /// Every mutation by every replica.
+    pub mutations: Arc<Mutex<Vec<Mutation>>>,
+    /// Every replica's events: (replica IP, when, event).
+    pub events: broadcast::Sender<(String, Instant, EngineEvent)>,
+}
+
+/// What the swarm looks like from a live manager.
+#[derive(Debug, Clone, Default)]
+pub struct Health {
+    /// The Raft leader's IP.
+    pub leader: Option<String>,
+    /// IPs of reachable managers.
+    pub reachable: Vec<String>,
+    /// IPs of ready workers.
+    pub workers: Vec<String>,
+}
+
+pub const MANAGERS: &str = "managers";
+pub const WORKERS: &str = "workers";
+
+impl LocalSwarm {
+    /// Cleans up whatever an earlier run left and creates the node network `<net>.0/24`.
+    pub fn new(
+        prefix: &str,
+        root: &str,
+        net: &str,
+        managers: usize,
+        workers: usize,
+    ) -> Result<Self, Error> {
+        for tool in ["dockerd", "docker", "ip", "nsenter", "iptables"] {
+            let ok = std::process::Command::new("sh")
+                .args(["-c", &format!("command -v {tool}")])
+                .stdout(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                return Err(format!(
+                    "`{tool}` is missing: run `scripts/test --prepare-only` as root (installs \
+                     docker.io, iproute2, iptables)"
+                )
+                .into());
+            }
+        }
+        let nodes = EngineNodes::new(prefix, root, &format!("{net}.0/24"))?;
+        nodes.remove_all(true);
+        nodes.ensure_network()?;
+        Ok(Self {
+            nodes,
+            net: net.to_owned(),
+            managers,
+            workers,
+            replicas: Mutex::new(BTreeMap::new()),
+            mutations: Arc::default(),
+            events: broadcast::channel(4096).0,
+        })
+    }
+
+    /// The managers' fixed IPs.
+    pub fn manager_ips(&self) -> Vec<String> {
+        (0..self.managers)
+            .map(|i| format!("{}.{}", self.net, 10 + i))
+            .collect()
+    }
+
+    /// The seed node, started by hand as in the seed: it initialises the swarm. Its data
+    /// root is the first manager's, so that the engine adopts it as that manager.
+    pub async fn bootstrap(&self) -> Result<InstanceId, Error> {
+        let ip = &self.manager_ips()[0];
+        let seed = self
+            .nodes
+            .provision(
+                InstanceSpec::default()
+                    .with_tag(GROUP_TAG, MANAGERS)
+                    .with_logical_id(ip.as_str())
+                    .with_attachment(Attachment::new(
+                        format!("manager-{ip}"),
+                        DATA_ROOT_ATTACHMENT,
+                    ))
+                    .with_init(format!("docker swarm init --advertise-addr {ip}")),
+            )
+            .await?;
+        Ok(seed)
+    }
+
+    /// The groups, from the template `examples/templates/local-swarm.json` rendered with the
+    /// cluster's globals.
+    pub fn groups(&self) -> Result<Vec<GroupSpec>, Error> {
+        let url = format!(
+            "file://{}/examples/templates/local-swarm.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let templates = Templates::new().with_globals(
+            infrakit::template::Globals::new()
+                .with("/cluster/size", json!(self.managers + self.workers))
+                .with("/cluster/managers", json!(self.manager_ips().join(","))),
+        );
+        let text = templates.render_url(&url, &Value::Null)?;
+        let groups: Vec<GroupSpec> = SpecError::parse_json(&text)?;
+        Ok(groups)
+    }
+
+    /// Keeps a replica beside every live manager node, and none beside a dead one. Runs until
+    /// the task is aborted.
+    pub async fn supervise(self: Arc<Self>) {
+        loop {
+            if let Err(e) = self.reconcile_replicas().await {
+                eprintln!("supervisor: {e}");
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    async fn reconcile_replicas(&self) -> Result<(), Error> {
+        let live = self
+            .nodes
+            .describe(&Tags::new().with(GROUP_TAG, MANAGERS), true)
+            .await?;
+        let gone: Vec<Replica> = {
+            let mut replicas = self.replicas.lock().map_err(|_| "poisoned")?;
+            let dead: Vec<InstanceId> = replicas
+                .keys()
+                .filter(|id| !live.iter().any(|d| &d.id == *id))
+                .cloned()
+                .collect();
+            dead.iter().filter_map(|id| replicas.remove(id)).collect()
+        };
+        for r in gone {
+            // The replica died with its machine.
+            for t in &r.tasks {
+                t.abort();
+            }
+            r.manager.shutdown().await;
+        }
+        for d in live {
+            let known = self
+                .replicas
+                .lock()
+                .map_err(|_| "poisoned")?
+                .contains_key(&d.id);
+            if known {
+                continue;
+            }
+            let props = d.properties.clone().unwrap_or_default();
+            let ip = props["IP"].as_str().unwrap_or_default().to_owned();
+            let Ok(engine) = connect(&self.nodes.socket(&d.id)).await else {
+                continue;
+            };
+            let replica = self.replica(engine, ip, d.id.to_string());
+            self.replicas
+                .lock()
+                .map_err(|_| "poisoned")?
+                .insert(d.id.clone(), replica);
+        }
+        Ok(())
+    }
+
+    fn replica(&self, engine: bollard::Docker, ip: String, node: String) -> Replica {
+        let term = Arc::new(Mutex::new(None));
+        let recorded = Recorded {
+            nodes: self.nodes.clone(),
+            replica: node,
+            term: term.clone(),
+            log: self.mutations.clone(),
+        };
+        let manager = Manager::builder(
+            SwarmLeadership::new(engine.clone()),
+            SwarmStore::new(engine.clone()),
+        )
+        .plugins(
+            Plugins::new()
+                .instance("nodes", recorded)
+                .flavor(
+                    "swarm/manager",
+                    SwarmFlavor::new(engine.clone(), Role::Manager),
+                )
+                .flavor("swarm/worker", SwarmFlavor::new(engine, Role::Worker)),
+        )
+        .options(EngineOptions {
+            resync: Duration::from_millis(1000),
+            settle: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(3),
+            ..EngineOptions::default()
+        })
+        .build();
+        let mut events = manager.events();
+        let tx = self.events.clone();
+        let from = ip.clone();
+        let forward = tokio::spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok(e) => {
+                        if let EngineEvent::LeadershipGained { term: t, .. } = &e
+                            && let Ok(mut slot) = term.lock()
+                        {
+                            *slot = Some(t.0);
+                        }
+                        if let EngineEvent::LeadershipLost { .. } = &e
+                            && let Ok(mut slot) = term.lock()
+                        {
+                            *slot = None;
+                        }
+                        let _ = tx.send((from.clone(), Instant::now(), e));
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(_) => return,
+                }
+            }
+        });
+        manager.start();
+        Replica {
+            ip,
+            manager,
+            tasks: vec![forward],
+        }
+    }
+
+    /// The replica beside node `ip`, if any.
+    pub fn replica_manager(&self, ip: &str) -> Option<Manager> {
+        let replicas = self.replicas.lock().ok()?;
+        replicas
+            .values()
+            .find(|r| r.ip == ip)
+            .map(|r| r.manager.clone())
+    }
+
+    /// Commits the groups on the seed's replica once it leads.
+    pub async fn commit_groups(&self, timeout: Duration) -> Result<(), Error> {
+        let seed_ip = self.manager_ips()[0].clone();
+        let deadline = Instant::now() + timeout;
+        let manager = loop {
+            if let Some(m) = self.replica_manager(&seed_ip) {
+                break m;
+            }
+            if Instant::now() > deadline {
+                return Err("no replica beside the seed node".into());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        tokio::time::timeout(timeout, manager.wait_leading())
+            .await
+            .map_err(|_| "the seed's replica never led (is the swarm initialised?)")?;
+        for g in self.groups()? {
+            let plan = manager.commit(g, false).await?;
+            println!("committed: {plan}");
+        }
+        Ok(())
+    }
+
+    /// The swarm as the live managers' engines see it: all are asked at once (each with a
+    /// 2 s limit, since an engine without a Raft leader may not answer), and the first answer
+    /// that knows a leader wins.
+    pub async fn health(&self) -> Health {
+        let live = self
+            .nodes
+            .describe(&Tags::new().with(GROUP_TAG, MANAGERS), false)
+            .await
+            .unwrap_or_default();
+        let asks = live.into_iter().map(|d| {
+            let socket = self.nodes.socket(&d.id);
+            async move {
+                let ask = async {
+                    let engine = connect(&socket).await.ok()?;
+                    engine.list_nodes(None).await.ok()
+                };
+                tokio::time::timeout(Duration::from_secs(2), ask)
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(health_of)
+                    .filter(|h| h.leader.is_some())
+            }
+        });
+        futures::future::join_all(asks)
+            .await
+            .into_iter()
+            .flatten()
+            .next()
+            .unwrap_or_default()
+    }
+
+    /// Whether every manager is reachable under a leader and every worker ready.
+    pub fn whole(&self, h: &Health) -> bool {
+        h.leader.is_some() && h.reachable.len() == self.managers && h.workers.len() >= self.workers
+    }
+
+    /// Waits until the swarm is whole.
+    pub async fn wait_whole(&self, timeout: Duration) -> Result<Health, Error> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let h = self.health().await;
+            if self.whole(&h) {
+                return Ok(h);
+            }
+            if Instant::now() > deadline {
+                return Err(format!("the swarm is not whole after {timeout:?}: {h:?}").into());
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// The live node with `ip`.
+    pub async fn node_of(&self, ip: &str) -> Option<InstanceId> {
+        self.nodes
+            .describe(&Tags::new(), true)
+            .await
+            .ok()?
+            .into_iter()
+            .find(|d| d.properties.as_ref().and_then(|p| p["IP"].as_str()) == Some(ip))
+            .map(|d| d.id)
+    }
+
+    /// Stops every replica and removes everything.
+    pub async fn shutdown(&self) {
+        let replicas: Vec<Replica> = match self.replicas.lock() {
+            Ok(mut r) => std::mem::take(&mut *r).into_values().collect(),
+            Err(_) => Vec::new(),
+        };
+        for r in replicas {
+            for t in &r.tasks {
+                t.abort();
+            }
+            r.manager.shutdown().await;
+        }
+        self.nodes.remove_all(true);
+    }
+
+    /// The chaos test's check over the recorded mutations: every one was issued under a
+    /// leadership term, and the (replica, term) blocks never interleave — once another
+    /// replica's term has mutated, an earlier term never mutates again: at most one replica
+    /// issues mutations at any time. Returns how many mutations there were.
+    pub fn check_mutations(&self) -> Result<usize, Error> {
+        let log = self.mutations.lock().map_err(|_| "poisoned")?.clone();
+        let mut blocks: Vec<(String, u64)> = Vec::new();
+        for m in &log {
+            let Some(term) = m.term else {
+                return Err(format!("a mutation without a term: {m:?}").into());
+            };
+            let key = (m.replica.clone(), term);
+            if blocks.last() != Some(&key) {
+                if blocks.contains(&key) {
+                    return Err(format!(
+                        "replica {} (term {term}) mutated again after another term had: {:?}",
+                        m.replica,
+                        log.iter()
+                            .map(|m| (&m.replica, m.term, &m.what))
+                            .collect::<Vec<_>>()
+                    )
+                    .into());
+                }
+                blocks.push(key);
+            }
+        }
+        Ok(log.len())
+    }
+}
+
+/// A node's address: a manager's from its Raft status (its `Status.Addr` may read 0.0.0.0).
+fn addr_of(n: &bollard::models::Node) -> String {
+    n.manager_status
+        .as_ref()
+        .and_then(|m| m.addr.as_deref())
+        .and_then(|a| a.rsplit_once(':').map(|(host, _)| host.to_owned()))
+        .or_else(|| n.status.as_ref().and_then(|s| s.addr.clone()))
+        .unwrap_or_default()
+}
+
+fn health_of(list: Vec<bollard::models::Node>) -> Health {
+    let mut h = Health::default();
+    for n in list {
+        let addr = addr_of(&n);
+        let ready =
+            n.status.as_ref().and_then(|s| s.state) == Some(bollard::models::NodeState::READY);
+        match &n.manager_status {
+            Some(m) if m.reachability == Some(bollard::models::Reachability::REACHABLE) => {
+                if m.leader == Some(true) {
+                    h.leader = Some(addr.clone());
+                }
+                h.reachable.push(addr);
+            }
+            Some(_) => {}
+            None if ready => h.workers.push(addr),
+            None => {}
+        }
+    }
+    h.reachable.sort();
+    h.reachable.dedup();
+    h.workers.sort();
+    h
+}
+
+/// Seconds since the epoch of an RFC 3339 UTC time (`2026-11-25T04:10:20.123456789Z`).
+fn unix_of(ts: &str) -> Option<f64> {
+    let (date, time) = ts.trim_end_matches('Z').split_once('T')?;
+    let mut d = date.split('-').map(|x| x.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let mut t = time.split(':');
+    let (hh, mm) = (
+        t.next()?.parse::<f64>().ok()?,
+        t.next()?.parse::<f64>().ok()?,
+    );
+    let ss: f64 = t.next()?.parse().ok()?;
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days as f64 * 86_400.0 + hh * 3600.0 + mm * 60.0 + ss)
+}
+
+impl LocalSwarm {
+    /// When the swarm last elected a Raft leader after `after` (seconds since the epoch),
+    /// read from the engines' own logs ("became leader at term").
+    pub fn election_after(&self, after: f64) -> Option<f64> {
+        let dir = std::fs::read_dir(self.nodes.root().join("nodes")).ok()?;
+        dir.filter_map(Result::ok)
+            .filter_map(|e| std::fs::read_to_string(e.path().join("dockerd.log")).ok())
+            .flat_map(|log| {
+                log.lines()
+                    .filter(|l| l.contains("became leader at term"))
+                    .filter_map(|l| {
+                        let ts = l.split("time=\"").nth(1)?.split('"').next()?;
+                        unix_of(ts)
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .filter(|t| *t > after)
+            .reduce(f64::min)
+    }
+
+    /// The recorded mutations, one line each.
+    pub fn mutation_lines(&self, t0: Instant) -> Vec<String> {
+        self.mutations
+            .lock()
+            .map(|log| {
+                log.iter()
+                    .map(|m| {
+                        format!(
+                            "{:7.1}s  {:<22} term {:<3} {}",
+                            m.at.saturating_duration_since(t0).as_secs_f64(),
+                            m.replica,
+                            m.term.map(|t| t.to_string()).unwrap_or_else(|| "-".into()),
+                            m.what
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}

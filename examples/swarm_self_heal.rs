@@ -1,0 +1,162 @@
+//! The seed's story, unattended, on one machine: a swarm grown by our engine from one seed
+//! node; its leader node is killed three times; each time leadership moves, the replica on
+//! the new leader takes over and brings back a node with the same IP and the same data root,
+//! which rejoins as itself.
+//!
+//! `cargo run --features swarm --example swarm_self_heal` (root, `docker.io` installed:
+//! `scripts/test --prepare-only` installs it). Options: `--kills N` (default 3), `--workers N`
+//! (default 2). Prints a timeline per kill (kill → new Raft leader → replica active →
+//! replacement provisioned → rejoined → three reachable managers), cleans up everything, and
+//! exits 0 only if every kill healed.
+
+#[path = "support/local_swarm.rs"]
+mod local_swarm;
+
+use infrakit::reconcile::EngineEvent;
+use local_swarm::{Error, LocalSwarm};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn main() {
+    let mut kills = 3;
+    let mut workers = 2;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let n = args.next().and_then(|v| v.parse().ok());
+        match (a.as_str(), n) {
+            ("--kills", Some(n)) => kills = n,
+            ("--workers", Some(n)) => workers = n,
+            _ => {
+                eprintln!("usage: swarm_self_heal [--kills N] [--workers N]");
+                std::process::exit(2);
+            }
+        }
+    }
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(Error::from)
+        .and_then(|rt| rt.block_on(run(kills, workers)));
+    match result {
+        Ok(()) => println!("every kill healed"),
+        Err(e) => {
+            eprintln!("swarm_self_heal: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+async fn run(kills: usize, workers: usize) -> Result<(), Error> {
+    let swarm = Arc::new(LocalSwarm::new(
+        "iksh",
+        "/tmp/infrakit-self-heal",
+        "10.218.0",
+        3,
+        workers,
+    )?);
+    let outcome = scenario(&swarm, kills).await;
+    swarm.shutdown().await;
+    println!("cleaned up");
+    outcome
+}
+
+/// Seconds since `t0`, or `-` if it never happened.
+fn since(t0: Instant, t: Option<Instant>) -> String {
+    t.map(|t| format!("{:6.1}", t.saturating_duration_since(t0).as_secs_f64()))
+        .unwrap_or_else(|| "     -".into())
+}
+
+async fn scenario(swarm: &Arc<LocalSwarm>, kills: usize) -> Result<(), Error> {
+    let t = Instant::now();
+    let seed = swarm.bootstrap().await?;
+    println!(
+        "seed node {seed} up, swarm initialised ({:.1?})",
+        t.elapsed()
+    );
+    let supervisor = tokio::spawn(swarm.clone().supervise());
+    swarm.commit_groups(Duration::from_secs(60)).await?;
+    let h = swarm.wait_whole(Duration::from_secs(240)).await?;
+    println!(
+        "grown to {} managers (leader {}) and {} workers in {:.1?}",
+        h.reachable.len(),
+        h.leader.as_deref().unwrap_or("?"),
+        h.workers.len(),
+        t.elapsed()
+    );
+
+    println!(
+        "\n kill  victim        election  takeover  provisioned  rejoined  whole   (seconds after the kill)"
+    );
+    let mut healed = 0;
+    let mut outcome = Ok(());
+    for k in 1..=kills {
+        let before = swarm.health().await;
+        let Some(leader_ip) = before.leader.clone() else {
+            outcome = Err("no leader before the kill".into());
+            break;
+        };
+        let Some(victim) = swarm.node_of(&leader_ip).await else {
+            outcome = Err(format!("no node with the leader's IP {leader_ip}").into());
+            break;
+        };
+        let mut events = swarm.events.subscribe();
+        let wall0 = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs_f64();
+        let t0 = Instant::now();
+        swarm.nodes.kill(&victim)?;
+        let (mut election, mut takeover, mut provisioned, mut rejoined, mut whole) =
+            (None, None, None, None, None);
+        let deadline = t0 + Duration::from_secs(240);
+        while whole.is_none() && Instant::now() < deadline {
+            while let Ok((_, at, e)) = events.try_recv() {
+                match e {
+                    EngineEvent::LeadershipGained { .. } if takeover.is_none() => {
+                        takeover = Some(at)
+                    }
+                    EngineEvent::Provisioned {
+                        logical_id: Some(l),
+                        ..
+                    } if l.as_str() == leader_ip && provisioned.is_none() => provisioned = Some(at),
+                    _ => {}
+                }
+            }
+            let h = swarm.health().await;
+            let now = Instant::now();
+            if election.is_none()
+                && let Some(at) = swarm.election_after(wall0)
+            {
+                election = Some(t0 + Duration::from_secs_f64(at - wall0));
+            }
+            if rejoined.is_none() && provisioned.is_some() && h.reachable.contains(&leader_ip) {
+                rejoined = Some(now);
+            }
+            if rejoined.is_some() && swarm.whole(&h) {
+                whole = Some(now);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        println!(
+            " {k:>4}  {leader_ip:<12}  {}    {}    {}       {}    {}",
+            since(t0, election),
+            since(t0, takeover),
+            since(t0, provisioned),
+            since(t0, rejoined),
+            since(t0, whole)
+        );
+        if whole.is_none() {
+            outcome = Err(format!("kill {k} ({leader_ip}) did not heal within 240 s").into());
+            break;
+        }
+        healed += 1;
+    }
+    supervisor.abort();
+    println!("\nmutations (time since the start, replica node, its term, what):");
+    for line in swarm.mutation_lines(t) {
+        println!("  {line}");
+    }
+    let mutations = swarm.check_mutations()?;
+    println!("\n{healed}/{kills} kills healed; {mutations} mutations, never two replicas at once");
+    outcome
+}

@@ -1,0 +1,156 @@
+//! The chaos test of the local self-healing swarm (root, docker.io; `scripts/test` prepares
+//! both): a swarm grown from one seed node by replicas beside its managers; the leader node is
+//! killed, a worker is killed, the leader's link is cut and restored. Checked throughout: no
+//! two live nodes for one logical ID, a node of another group is never touched, and at most
+//! one replica issues mutations at any time (per replica and term).
+
+#[path = "../examples/support/local_swarm.rs"]
+mod local_swarm;
+
+use infrakit::*;
+use local_swarm::{LocalSwarm, MANAGERS, WORKERS};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_swarm_heals_kills_and_partitions_with_one_active_replica() {
+    let swarm = Arc::new(
+        LocalSwarm::new("ikch", "/tmp/infrakit-chaos", "10.219.0", 3, 2)
+            .unwrap_or_else(|e| panic!("{e}")),
+    );
+    let outcome = tokio::time::timeout(Duration::from_secs(900), chaos(&swarm)).await;
+    let log = swarm.mutation_lines(std::time::Instant::now());
+    swarm.shutdown().await;
+    for line in &log {
+        println!("mutation {line}");
+    }
+    match outcome {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => panic!("{e}"),
+        Err(_) => panic!("the chaos test did not finish within 15 minutes"),
+    }
+}
+
+async fn chaos(swarm: &Arc<LocalSwarm>) -> Result<(), local_swarm::Error> {
+    // A node that is not ours: another group, started before anything else.
+    let foreign = swarm
+        .nodes
+        .provision(InstanceSpec::default().with_tag(GROUP_TAG, "someone-else"))
+        .await?;
+    swarm.bootstrap().await?;
+    let supervisor = tokio::spawn(swarm.clone().supervise());
+
+    // Watch for two live nodes with one logical ID, all along.
+    let duplicates: Arc<Mutex<Vec<String>>> = Arc::default();
+    let watcher = {
+        let (swarm, duplicates) = (swarm.clone(), duplicates.clone());
+        tokio::spawn(async move {
+            loop {
+                if let Ok(live) = swarm
+                    .nodes
+                    .describe(&Tags::new().with(GROUP_TAG, MANAGERS), false)
+                    .await
+                {
+                    let mut by_id: BTreeMap<String, Vec<String>> = BTreeMap::new();
+                    for d in live {
+                        if let Some(l) = d.logical_id {
+                            by_id
+                                .entry(l.to_string())
+                                .or_default()
+                                .push(d.id.to_string());
+                        }
+                    }
+                    for (l, ids) in by_id {
+                        if ids.len() > 1 {
+                            duplicates.lock().unwrap().push(format!("{l}: {ids:?}"));
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    };
+
+    swarm.commit_groups(Duration::from_secs(60)).await?;
+    swarm.wait_whole(Duration::from_secs(240)).await?;
+
+    // 1. The leader node dies.
+    let leader = swarm.health().await.leader.ok_or("no leader")?;
+    let victim = swarm.node_of(&leader).await.ok_or("no leader node")?;
+    swarm.nodes.kill(&victim)?;
+    let h = swarm.wait_whole(Duration::from_secs(240)).await?;
+    assert!(h.reachable.contains(&leader), "{leader} is back: {h:?}");
+    let back = swarm
+        .node_of(&leader)
+        .await
+        .ok_or("the leader's IP has no node")?;
+    assert_ne!(back, victim, "a new node took the IP");
+
+    // 2. A worker dies: a new one joins.
+    let workers = swarm
+        .nodes
+        .describe(&Tags::new().with(GROUP_TAG, WORKERS), false)
+        .await?;
+    let worker = workers.first().ok_or("no worker")?.id.clone();
+    swarm.nodes.kill(&worker)?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(240);
+    loop {
+        let live = swarm
+            .nodes
+            .describe(&Tags::new().with(GROUP_TAG, WORKERS), false)
+            .await?;
+        let h = swarm.health().await;
+        if live.len() == 2 && !live.iter().any(|d| d.id == worker) && swarm.whole(&h) {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(format!("the worker was not replaced: {live:?} {h:?}").into());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    // 3. The leader is cut off: the others elect another; then the link comes back.
+    let leader = swarm.health().await.leader.ok_or("no leader")?;
+    let cut = swarm.node_of(&leader).await.ok_or("no leader node")?;
+    swarm.nodes.set_link(&cut, false)?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let h = swarm.health().await;
+        if h.leader.as_ref().is_some_and(|l| *l != leader) {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(format!("no new leader while {leader} is cut off: {h:?}").into());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    swarm.nodes.set_link(&cut, true)?;
+    swarm.wait_whole(Duration::from_secs(240)).await?;
+    assert_eq!(
+        swarm.node_of(&leader).await.as_ref(),
+        Some(&cut),
+        "a partitioned node is not replaced: it comes back as itself"
+    );
+
+    supervisor.abort();
+    watcher.abort();
+    let duplicates = duplicates.lock().unwrap().clone();
+    assert!(
+        duplicates.is_empty(),
+        "two live nodes for one logical ID: {duplicates:?}"
+    );
+    let all = swarm.nodes.describe(&Tags::new(), false).await?;
+    assert!(
+        all.iter().any(|d| d.id == foreign),
+        "the node of another group is untouched"
+    );
+    let log = swarm.mutation_lines(std::time::Instant::now());
+    assert!(
+        !log.iter().any(|l| l.contains(foreign.as_str())),
+        "no mutation names the foreign node: {log:?}"
+    );
+    let n = swarm.check_mutations()?;
+    println!("{n} mutations, never two replicas at once");
+    Ok(())
+}
