@@ -18,15 +18,18 @@ pub const LINK_LABEL: &str = "infrakit.link";
 /// The join script used when the properties name no template: it joins with the role's token.
 /// Context: `Role`, `Token`, `Manager` (address:port), `Link`, `LogicalID`, `Group`, `Sequence`.
 ///
-/// A join can fail while the swarm is busy (a leader election, "Timeout was reached before
-/// node joined"); the script tries again for about a minute, and stops as soon as the engine
-/// is part of the swarm (also when it already was: a node restarted on its old data root).
+/// The script is done as soon as the engine is an active member (also when it already was: a
+/// node restarted on its old data root reconnects by itself, `pending` then `active`). A join
+/// can fail while the swarm is busy (a leader election, "Timeout was reached before node
+/// joined"): it is tried again, for about two minutes in all.
 pub const DEFAULT_TEMPLATE: &str = "#!/bin/sh
 # joins the swarm as a {{Role}} (infrakit link {{Link}})
-for attempt in 1 2 3 4 5 6 7 8 9 10 11 12; do
-  if docker info 2>/dev/null | grep -q 'Swarm: active'; then exit 0; fi
-  docker swarm join --token {{Token}} {{Manager}} && exit 0
-  sleep 5
+for attempt in $(seq 120); do
+  case \"$(docker info 2>/dev/null | sed -n 's/^ *Swarm: //p')\" in
+    active) exit 0 ;;
+    pending) sleep 1 ;;
+    *) docker swarm join --token {{Token}} {{Manager}} && exit 0; sleep 2 ;;
+  esac
 done
 exit 1
 ";
