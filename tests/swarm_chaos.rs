@@ -22,6 +22,9 @@ async fn the_swarm_heals_kills_and_partitions_with_one_active_replica() {
     let start = std::time::Instant::now();
     let outcome = tokio::time::timeout(Duration::from_secs(900), chaos(&swarm)).await;
     let log = swarm.mutation_lines(start);
+    if !matches!(outcome, Ok(Ok(()))) {
+        println!("{}", swarm.diagnose());
+    }
     swarm.shutdown().await;
     for line in &log {
         println!("mutation {line}");

@@ -545,3 +545,33 @@ impl LocalSwarm {
             .unwrap_or_default()
     }
 }
+
+impl LocalSwarm {
+    /// Every node's record, liveness and the tails of its boot script and engine logs.
+    pub fn diagnose(&self) -> String {
+        let mut out = String::new();
+        let Ok(dir) = std::fs::read_dir(self.nodes.root().join("nodes")) else {
+            return out;
+        };
+        for e in dir.filter_map(Result::ok) {
+            let p = e.path();
+            let tail = |f: &str, n: usize| {
+                let text = std::fs::read_to_string(p.join(f)).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().rev().take(n).collect();
+                lines.into_iter().rev().collect::<Vec<_>>().join("\n    ")
+            };
+            let record = std::fs::read_to_string(p.join("node.json")).unwrap_or_default();
+            let ip = serde_json::from_str::<Value>(&record)
+                .ok()
+                .and_then(|v| v["IP"].as_str().map(str::to_owned))
+                .unwrap_or_default();
+            out.push_str(&format!(
+                "node {} ({ip})\n  init.log:\n    {}\n  dockerd.log:\n    {}\n",
+                e.file_name().to_string_lossy(),
+                tail("init.log", 6),
+                tail("dockerd.log", 4)
+            ));
+        }
+        out
+    }
+}

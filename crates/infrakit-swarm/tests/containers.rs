@@ -281,12 +281,6 @@ async fn a_controller_replaces_a_killed_container_keeping_its_ip_and_volume() {
         .clone();
 
     let mut events = manager.events();
-    let mut raw = p.events().unwrap();
-    tokio::spawn(async move {
-        while let Some(e) = raw.next().await {
-            eprintln!("DEBUG raw {e:?}");
-        }
-    });
     let start = Instant::now();
     p.docker()
         .kill_container(
@@ -298,7 +292,6 @@ async fn a_controller_replaces_a_killed_container_keeping_its_ip_and_volume() {
     let replacement = tokio::time::timeout(Duration::from_secs(20), async {
         loop {
             let e = events.recv().await;
-            eprintln!("DEBUG {:?} {e:?}", start.elapsed());
             if let Ok(EngineEvent::Provisioned {
                 id,
                 logical_id: Some(l),
