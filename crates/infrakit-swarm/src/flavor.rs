@@ -22,22 +22,22 @@ pub const LINK_LABEL: &str = "infrakit.link";
 /// node restarted on its old data root reconnects by itself, `pending` then `active`). A join
 /// can fail while the swarm is busy (a leader election, "Timeout was reached before node
 /// joined"), and a join left to continue in the background can die there when the swarm has
-/// no leader: a join *this script started* that is not active after 30 s more is abandoned
+/// no leader: a join *this script started* that is not active 30 s after it returned is abandoned
 /// (`swarm leave --force`) and started again. A node that was already a member is never made
 /// to leave. Every engine call has a time limit (`docker info` can hang on a stuck join).
 pub const DEFAULT_TEMPLATE: &str = "#!/bin/sh
 # joins the swarm as a {{Role}} (infrakit link {{Link}})
 joined=0
-waited=0
-for attempt in $(seq 150); do
+since=0
+for attempt in $(seq 300); do
   state=$(timeout 5 docker info 2>/dev/null | sed -n 's/^ *Swarm: //p')
   if [ \"$state\" = active ]; then exit 0; fi
   if [ \"$joined\" = 0 ] && [ \"$state\" = pending ]; then sleep 1; continue; fi
-  if [ \"$joined\" = 1 ] && [ \"$waited\" -lt 30 ]; then waited=$((waited + 1)); sleep 1; continue; fi
+  if [ \"$joined\" = 1 ] && [ $(( $(date +%s) - since )) -lt 30 ]; then sleep 1; continue; fi
   if [ \"$joined\" = 1 ]; then timeout 20 docker swarm leave --force || true; fi
   joined=1
-  waited=0
   timeout 30 docker swarm join --token {{Token}} {{Manager}} && exit 0
+  since=$(date +%s)
 done
 exit 1
 ";

@@ -178,7 +178,7 @@ impl EngineNodes {
                 sequence: AtomicU64::new(0),
                 reserved: Mutex::new(HashSet::new()),
                 ready_timeout: Duration::from_secs(60),
-                init_timeout: Duration::from_secs(120),
+                init_timeout: Duration::from_secs(300),
             }),
         })
     }
