@@ -84,6 +84,12 @@ pub fn client_from_env() -> Client {
     let region = var("AWS_REGION")
         .or_else(|| var("AWS_DEFAULT_REGION"))
         .unwrap_or_else(|| "us-east-1".into());
+    if var("AWS_ACCESS_KEY_ID").is_none() {
+        tracing::warn!(
+            "AWS_ACCESS_KEY_ID is not set: using the emulator credentials test/test, which AWS \
+             itself refuses (AuthFailure)"
+        );
+    }
     let credentials = Credentials::new(
         var("AWS_ACCESS_KEY_ID").unwrap_or_else(|| "test".into()),
         var("AWS_SECRET_ACCESS_KEY").unwrap_or_else(|| "test".into()),

@@ -165,35 +165,34 @@ impl Ec2Instance {
                 "at least one tag, with a non-empty key and value",
             ));
         }
-        Ok(Self {
+        Ok(Self::build(client, namespace, Ec2Options::default()))
+    }
+
+    fn build(client: Client, namespace: Tags, options: Ec2Options) -> Self {
+        Self {
             inner: Arc::new(Inner {
                 client,
                 namespace,
-                options: Ec2Options::default(),
+                options: Ec2Options {
+                    page_size: options.page_size.clamp(5, 1000),
+                    ..options
+                },
                 tokens: TokenPool::default(),
                 turn: AtomicUsize::new(0),
                 subnets: Mutex::new(BTreeMap::new()),
             }),
-        })
+        }
     }
 
-    /// Sets the options (before the plugin is shared).
+    /// The same plugin with these options (set them before sharing it: pending client tokens
+    /// and cached subnets are not carried over).
     #[must_use]
     pub fn options(self, options: Ec2Options) -> Self {
-        let inner = Inner {
-            client: self.inner.client.clone(),
-            namespace: self.inner.namespace.clone(),
-            options: Ec2Options {
-                page_size: options.page_size.clamp(5, 1000),
-                ..options
-            },
-            tokens: TokenPool::default(),
-            turn: AtomicUsize::new(0),
-            subnets: Mutex::new(BTreeMap::new()),
-        };
-        Self {
-            inner: Arc::new(inner),
-        }
+        Self::build(
+            self.inner.client.clone(),
+            self.inner.namespace.clone(),
+            options,
+        )
     }
 
     /// The EC2 client.

@@ -65,6 +65,13 @@ impl Ec2Metadata {
         }
     }
 
+    /// How long one request may take (default 2 s: the service is local to the instance).
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
     /// The service at `$AWS_EC2_METADATA_SERVICE_ENDPOINT`, else at 169.254.169.254.
     pub fn from_env() -> Self {
         Self::new(

@@ -616,7 +616,9 @@ async fn a_launch_with_a_lost_answer_is_retried_with_the_same_client_token() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_instance_metadata_service_gives_the_instance_its_facts() {
-    let md = Ec2Metadata::new(moto());
+    // moto also serves the other tests (listing 500 instances takes it seconds): a longer
+    // limit than the 2 s that suits a real, local metadata service.
+    let md = Ec2Metadata::new(moto()).timeout(Duration::from_secs(60));
     assert_eq!(md.get("region").await.unwrap(), Some(json!("us-east-1")));
     assert_eq!(
         md.get("/availability_zone").await.unwrap(),

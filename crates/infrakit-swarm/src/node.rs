@@ -656,9 +656,6 @@ impl Instance for EngineNodes {
 
     async fn destroy(&self, id: &InstanceId, context: DestroyContext) -> Result<(), InstanceError> {
         let r = self.record(id)?;
-        if !r.id.starts_with(&format!("{}-", self.inner.prefix)) {
-            return Err(InstanceError::NotFound { id: id.clone() });
-        }
         let this = self.clone();
         tokio::task::spawn_blocking(move || this.clear(&r))
             .await
