@@ -315,13 +315,36 @@ impl Default for UpdatePolicy {
     }
 }
 
-/// Replacement of members that stay unhealthy (`"Healing"` in the spec); off by default.
+/// Replacement of members that stay unhealthy, or that their flavor never vouches for
+/// (`"Healing"` in the spec); off by default.
+///
+/// ```
+/// use infrakit_core::HealingPolicy;
+/// use std::time::Duration;
+/// let p: HealingPolicy = serde_json::from_str(
+///     r#"{"ReplaceUnhealthyAfter": "2m", "ReplaceUnknownAfter": "90s"}"#).unwrap();
+/// assert_eq!(p.replace_unhealthy_after, Some(Duration::from_secs(120)));
+/// assert_eq!(p.replace_unknown_after, Some(Duration::from_secs(90)));
+/// assert_eq!(HealingPolicy::default().replace_unknown_after, None);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(default)]
 pub struct HealingPolicy {
     /// Replace a member that has been unhealthy for this long; `null`: never.
     #[serde(rename = "ReplaceUnhealthyAfter", with = "go_duration::option")]
     pub replace_unhealthy_after: Option<Duration>,
+    /// Replace a member whose flavor has answered `Unknown` for this long (a machine whose
+    /// boot script never joined it to the cluster, for instance); `null`: never.
+    ///
+    /// Only answers count: a health check that fails (the flavor cannot reach its cluster)
+    /// starts the clock again, so a blind flavor never causes replacements. In a quorum
+    /// group a member goes only while every other member is healthy, one at a time.
+    #[serde(
+        rename = "ReplaceUnknownAfter",
+        with = "go_duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub replace_unknown_after: Option<Duration>,
 }
 
 /// The declared spec of one group.
@@ -470,6 +493,17 @@ impl GroupSpec {
                 "Properties.Updating.Deadline",
                 "must be positive, or null for no deadline",
             ));
+        }
+        for (field, value) in [
+            ("ReplaceUnhealthyAfter", self.healing.replace_unhealthy_after),
+            ("ReplaceUnknownAfter", self.healing.replace_unknown_after),
+        ] {
+            if value == Some(Duration::ZERO) {
+                return Err(SpecError::new(
+                    format!("Properties.Healing.{field}"),
+                    "must be positive (a new member needs time to report), or null for never",
+                ));
+            }
         }
         Ok(())
     }
@@ -763,7 +797,34 @@ mod tests {
         let mut b = spec(Allocation::logical_ids(["10.0.0.1"]));
         b.update.max_surge = 5;
         b.healing.replace_unhealthy_after = Some(Duration::from_secs(1));
+        b.healing.replace_unknown_after = Some(Duration::from_secs(1));
         assert_eq!(a.config_hash(), b.config_hash());
+    }
+
+    #[test]
+    fn healing_deadlines_must_be_positive() {
+        let json = |healing: &str| {
+            format!(
+                r#"{{"ID":"w","Properties":{{"Allocation":{{"Size":1}},
+                "Instance":{{"Plugin":"sim"}},"Flavor":{{"Plugin":"v"}},"Healing":{healing}}}}}"#
+            )
+        };
+        assert_eq!(
+            field_of(&json(r#"{"ReplaceUnknownAfter":"0s"}"#)),
+            "Properties.Healing.ReplaceUnknownAfter"
+        );
+        assert_eq!(
+            field_of(&json(r#"{"ReplaceUnhealthyAfter":"0s"}"#)),
+            "Properties.Healing.ReplaceUnhealthyAfter"
+        );
+        let ok = GroupSpec::from_json(&json(r#"{"ReplaceUnknownAfter":"45s"}"#)).unwrap();
+        assert_eq!(
+            ok.healing.replace_unknown_after,
+            Some(Duration::from_secs(45))
+        );
+        // Absent when unset, so specs written before the field existed read back the same.
+        let text = serde_json::to_string(&GroupSpec::from_json(&json("{}")).unwrap()).unwrap();
+        assert!(!text.contains("ReplaceUnknownAfter"), "{text}");
     }
 
     #[test]

@@ -32,6 +32,8 @@ struct TestFlavor {
     default_health: Arc<Mutex<Option<Health>>>,
     drain_fails: Arc<Mutex<HashSet<InstanceId>>>,
     drained: Arc<Mutex<Vec<InstanceId>>>,
+    /// Health checks fail (the flavor cannot see its cluster).
+    blind: Arc<Mutex<bool>>,
 }
 
 impl TestFlavor {
@@ -58,6 +60,12 @@ impl Flavor for TestFlavor {
         Ok(spec.with_init(format!("boot {} #{}", index.group, index.sequence)))
     }
     async fn healthy(&self, _: &Value, d: &Description) -> Result<Health, FlavorError> {
+        if *self.blind.lock().unwrap() {
+            return Err(FlavorError::Unavailable {
+                message: "the cluster does not answer".into(),
+                retry_after: None,
+            });
+        }
         let default = self
             .default_health
             .lock()
@@ -288,6 +296,60 @@ async fn unhealthy_members_are_replaced_after_the_grace_period_when_opted_in() {
     assert!(matches!(e, EngineEvent::Destroyed { id, .. } if id == sick));
     converge(&r.manager, "workers").await;
     assert_eq!(members(&cloud, "workers").len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_of_unknown_health_are_replaced_after_the_deadline_but_not_for_a_blind_flavor() {
+    let cloud = Simulator::new();
+    let flavor = TestFlavor::default();
+    let r = leader(&cloud, &flavor).await;
+    let mut spec = scaled("workers", 2);
+    spec.healing.replace_unknown_after = Some(Duration::from_millis(600));
+    r.manager.commit(spec, false).await.unwrap();
+    converge(&r.manager, "workers").await;
+    let before: HashSet<InstanceId> = members(&cloud, "workers")
+        .into_iter()
+        .map(|i| i.id)
+        .collect();
+
+    // Checks that fail are not answers: no clock runs, nothing is replaced.
+    let mut events = r.manager.events();
+    *flavor.blind.lock().unwrap() = true;
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let now: HashSet<InstanceId> = members(&cloud, "workers")
+        .into_iter()
+        .map(|i| i.id)
+        .collect();
+    assert_eq!(now, before, "a blind flavor caused a replacement");
+    while let Ok(e) = events.try_recv() {
+        assert!(
+            !matches!(e, EngineEvent::Destroyed { .. }),
+            "destroyed while blind: {e:?}"
+        );
+    }
+
+    // The flavor answers again, and says it does not know one member: replaced after 600 ms.
+    let lost = before.iter().next().unwrap().clone();
+    flavor.set(&lost, Health::Unknown);
+    let started = std::time::Instant::now();
+    *flavor.blind.lock().unwrap() = false;
+    let e = until(&mut events, |e| matches!(e, EngineEvent::Destroyed { .. })).await;
+    assert!(
+        matches!(&e, EngineEvent::Destroyed { id, cause: Cause::HealthUnknown, .. } if *id == lost),
+        "{e:?}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(600),
+        "replaced {:?} after the first answer",
+        started.elapsed()
+    );
+    converge(&r.manager, "workers").await;
+    let after: HashSet<InstanceId> = members(&cloud, "workers")
+        .into_iter()
+        .map(|i| i.id)
+        .collect();
+    assert_eq!(after.len(), 2);
+    assert!(!after.contains(&lost));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

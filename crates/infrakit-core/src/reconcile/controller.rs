@@ -113,9 +113,25 @@ impl From<FlavorError> for PassError {
     }
 }
 
+/// How long until the first member's health passes its healing limit, if any will.
+fn healing_wake(spec: &GroupSpec, members: &[Member]) -> Option<Duration> {
+    members
+        .iter()
+        .filter_map(|m| {
+            let limit = match m.health {
+                Health::Healthy => None,
+                Health::Unhealthy => spec.healing.replace_unhealthy_after,
+                Health::Unknown => spec.healing.replace_unknown_after,
+            }?;
+            Some(limit.saturating_sub(m.health_age))
+        })
+        .min()
+}
+
 #[derive(Debug, Clone, Copy)]
 struct HealthRecord {
-    health: Health,
+    /// The last answer; `None` after a failed check.
+    health: Option<Health>,
     since: Instant,
     first_seen: u64,
 }
@@ -380,17 +396,22 @@ impl Shared {
         })
     }
 
-    async fn health_of(&self, spec: &GroupSpec, descriptions: &[Description]) -> Vec<Health> {
+    /// The flavor's answer for each member; `None` where the check itself failed.
+    async fn health_of(
+        &self,
+        spec: &GroupSpec,
+        descriptions: &[Description],
+    ) -> Vec<Option<Health>> {
         let props = &spec.flavor.properties;
-        let checks: Vec<BoxFuture<'_, Health>> = descriptions
+        let checks: Vec<BoxFuture<'_, Option<Health>>> = descriptions
             .iter()
-            .map(|d| -> BoxFuture<'_, Health> {
+            .map(|d| -> BoxFuture<'_, Option<Health>> {
                 Box::pin(async move {
                     match self.flavor.healthy(props, d).await {
-                        Ok(h) => h,
+                        Ok(h) => Some(h),
                         Err(e) => {
                             tracing::debug!(id = %d.id, error = %e, "health check failed: unknown");
-                            Health::Unknown
+                            None
                         }
                     }
                 })
@@ -484,7 +505,10 @@ impl Shared {
                         size: plan.target,
                     });
                 }
-                return Ok(Outcome { requeue: None });
+                // Look again when a member's health passes a healing limit, if one will.
+                let requeue = healing_wake(&spec, &members)
+                    .map(|d| d.clamp(Duration::from_millis(10), self.ctx.options.resync));
+                return Ok(Outcome { requeue });
             }
             // Waiting for time to pass (health gating, describe lag): look again soon.
             return Ok(Outcome {
@@ -550,6 +574,7 @@ impl Shared {
             .map(|m| spec.update.min_healthy - m.health_age)
             .min();
         let d = gate.unwrap_or(opts.settle.max(Duration::from_millis(250)));
+        let d = healing_wake(spec, members).map_or(d, |h| h.min(d));
         d.clamp(Duration::from_millis(10), opts.resync)
     }
 
@@ -863,25 +888,28 @@ impl Work {
     fn observe(
         &mut self,
         descriptions: Vec<Description>,
-        healths: Vec<Health>,
+        healths: Vec<Option<Health>>,
         now: Instant,
     ) -> Vec<Member> {
         let mut alive: HashSet<InstanceId> = HashSet::with_capacity(descriptions.len());
         let mut members = Vec::with_capacity(descriptions.len());
-        for (d, health) in descriptions.into_iter().zip(healths) {
+        for (d, answer) in descriptions.into_iter().zip(healths) {
+            // A failed check reads as unknown, and its clock starts again: only the flavor's
+            // answers age a health (see `HealingPolicy::replace_unknown_after`).
+            let health = answer.unwrap_or(Health::Unknown);
             alive.insert(d.id.clone());
             self.recent.remove(&d.id);
             let seen = &mut self.seen;
             let rec = self.health.entry(d.id.clone()).or_insert_with(|| {
                 *seen += 1;
                 HealthRecord {
-                    health,
+                    health: answer,
                     since: now,
                     first_seen: *seen,
                 }
             });
-            if rec.health != health {
-                rec.health = health;
+            if rec.health != answer || answer.is_none() {
+                rec.health = answer;
                 rec.since = now;
             }
             members.push(Member {

@@ -110,6 +110,8 @@ pub enum Cause {
     RollingUpdate,
     /// The member stayed unhealthy past the healing grace period.
     Unhealthy,
+    /// The flavor answered `Unknown` for the member past the healing deadline.
+    HealthUnknown,
     /// The group is being destroyed.
     GroupDestroyed,
 }
@@ -124,6 +126,7 @@ impl fmt::Display for Cause {
             Cause::UnknownLogicalId => "unknown logical ID",
             Cause::RollingUpdate => "rolling update",
             Cause::Unhealthy => "unhealthy",
+            Cause::HealthUnknown => "health unknown",
             Cause::GroupDestroyed => "group destroyed",
         })
     }
@@ -242,6 +245,7 @@ impl Plan {
             (Cause::UnknownLogicalId, "remove"),
             (Cause::Duplicate, "remove"),
             (Cause::Unhealthy, "replace"),
+            (Cause::HealthUnknown, "replace"),
             (Cause::GroupDestroyed, "destroy"),
         ] {
             let n = self.count(cause);
@@ -252,7 +256,11 @@ impl Plan {
                     Cause::Unhealthy => " unhealthy",
                     _ => "",
                 };
-                parts.push(format!("{verb} {n}{what} {}", instances(n)));
+                parts.push(if cause == Cause::HealthUnknown {
+                    format!("{verb} {n} {} of unknown health", instances(n))
+                } else {
+                    format!("{verb} {n}{what} {}", instances(n))
+                });
             }
         }
         let missing: Vec<String> = self
@@ -417,13 +425,18 @@ fn update_progress(input: &PlanInput<'_>, outdated: usize) -> UpdateProgress {
     }
 }
 
-fn unhealthy_past_grace(input: &PlanInput<'_>, m: &Member) -> bool {
-    m.health == Health::Unhealthy
-        && input
-            .spec
-            .healing
-            .replace_unhealthy_after
-            .is_some_and(|grace| m.health_age >= grace)
+/// Whether the healing policy replaces `m`, and why: unhealthy past its grace period, or
+/// of unknown health past its deadline.
+fn overdue(input: &PlanInput<'_>, m: &Member) -> Option<Cause> {
+    let healing = &input.spec.healing;
+    let (limit, cause) = match m.health {
+        Health::Healthy => return None,
+        Health::Unhealthy => (healing.replace_unhealthy_after, Cause::Unhealthy),
+        Health::Unknown => (healing.replace_unknown_after, Cause::HealthUnknown),
+    };
+    limit
+        .is_some_and(|limit| m.health_age >= limit)
+        .then_some(cause)
 }
 
 fn ready(input: &PlanInput<'_>, m: &Member) -> bool {
@@ -436,17 +449,17 @@ fn plan_scaled(input: PlanInput<'_>, target: usize) -> Plan {
     let policy = &input.spec.update;
     let pending = input.in_flight.provisions;
 
-    // Healing: members unhealthy past the grace period go (at most max(1, MaxUnavailable) at
-    // once); the scale-up below replaces them.
+    // Healing: members unhealthy past the grace period, or of unknown health past the
+    // deadline, go (at most max(1, MaxUnavailable) at once); the scale-up below replaces them.
     let heal_budget = (policy.max_unavailable as usize).max(1);
     let mut removed: HashSet<&InstanceId> = HashSet::new();
-    for v in views
+    for (v, cause) in views
         .iter()
-        .filter(|v| unhealthy_past_grace(&input, v.m))
+        .filter_map(|v| overdue(&input, v.m).map(|c| (v, c)))
         .take(heal_budget)
     {
         removed.insert(v.m.id());
-        actions.push(destroy(v.m, DestroyContext::Terminate, Cause::Unhealthy));
+        actions.push(destroy(v.m, DestroyContext::Terminate, cause));
     }
     let live: Vec<&View<'_>> = views
         .iter()
@@ -616,6 +629,20 @@ fn plan_quorum(input: PlanInput<'_>) -> Plan {
 
     let mut settled = true; // every logical ID has exactly one member and nothing is in flight
     let mut kept: Vec<&View<'_>> = Vec::new();
+    // A member of unknown health goes only while every other logical ID has one healthy
+    // member, and one at a time: a flavor that cannot see the cluster must not break a quorum.
+    let healthy_lids = match input.spec.healing.replace_unknown_after {
+        None => 0,
+        Some(_) => ids
+            .iter()
+            .filter(|l| {
+                by_lid
+                    .get(l)
+                    .is_some_and(|ms| ms.iter().any(|v| v.m.health == Health::Healthy))
+            })
+            .count(),
+    };
+    let mut unknown_replaced = false;
     for lid in ids {
         let in_flight = input.in_flight.logical_ids.contains(lid);
         let members = by_lid.get(lid).map(Vec::as_slice).unwrap_or(&[]);
@@ -632,18 +659,19 @@ fn plan_quorum(input: PlanInput<'_>) -> Plan {
                     cause: Cause::Missing,
                 });
             }
-            [one] => {
-                if unhealthy_past_grace(&input, one.m) {
-                    settled = false;
-                    actions.push(destroy(
-                        one.m,
-                        DestroyContext::RollingUpdate,
-                        Cause::Unhealthy,
-                    ));
-                } else {
-                    kept.push(one);
+            [one] => match overdue(&input, one.m) {
+                Some(Cause::HealthUnknown)
+                    if unknown_replaced || healthy_lids + 1 < ids.len() =>
+                {
+                    kept.push(one)
                 }
-            }
+                Some(cause) => {
+                    settled = false;
+                    unknown_replaced |= cause == Cause::HealthUnknown;
+                    actions.push(destroy(one.m, DestroyContext::RollingUpdate, cause));
+                }
+                None => kept.push(one),
+            },
             many => {
                 settled = false;
                 // Keep the best: up to date, then healthy, then oldest.
@@ -999,6 +1027,7 @@ mod tests {
         let mut spec = scaled(2);
         spec.healing = HealingPolicy {
             replace_unhealthy_after: Some(Duration::from_secs(30)),
+            replace_unknown_after: None,
         };
         let mut c = Case::new(spec)
             .with("a", false, None, Health::Healthy)
@@ -1018,6 +1047,86 @@ mod tests {
             .with("b", false, None, Health::Unhealthy);
         c2.members[1].health_age = Duration::from_secs(3600);
         assert!(c2.plan().actions.is_empty());
+    }
+
+    fn unknown_after(spec: &mut GroupSpec, secs: u64) {
+        spec.healing = HealingPolicy {
+            replace_unhealthy_after: None,
+            replace_unknown_after: Some(Duration::from_secs(secs)),
+        };
+    }
+
+    #[test]
+    fn healing_replaces_members_of_unknown_health_past_the_deadline() {
+        let mut spec = scaled(3);
+        unknown_after(&mut spec, 60);
+        let mut c = Case::new(spec)
+            .with("a", false, None, Health::Healthy)
+            .with("never-joined", false, None, Health::Unknown)
+            .with("also", false, None, Health::Unknown);
+        c.members[1].health_age = Duration::from_secs(59);
+        c.members[2].health_age = Duration::from_secs(10);
+        assert!(c.plan().actions.is_empty(), "before the deadline: wait");
+        c.members[1].health_age = Duration::from_secs(60);
+        let p = c.plan();
+        assert_eq!(destroyed(&p), [("never-joined".into(), Cause::HealthUnknown)]);
+        assert_eq!(p.count(Cause::ScaleUp), 1);
+        assert_eq!(
+            p.explain(),
+            "replace 1 instance of unknown health, then add 1 to reach 3"
+        );
+        // One at a time (MaxUnavailable 0 allows one), whatever else is overdue.
+        c.members[2].health_age = Duration::from_secs(600);
+        assert_eq!(destroyed(&c.plan()).len(), 1);
+        // The unhealthy limit does not cover unknown health, nor the reverse.
+        let mut spec = scaled(1);
+        spec.healing.replace_unhealthy_after = Some(Duration::from_secs(1));
+        let c = Case::new(spec).with("u", false, None, Health::Unknown);
+        assert!(c.plan().actions.is_empty());
+        let mut spec = scaled(1);
+        unknown_after(&mut spec, 1);
+        let c = Case::new(spec).with("s", false, None, Health::Unhealthy);
+        assert!(c.plan().actions.is_empty());
+    }
+
+    #[test]
+    fn quorum_replaces_a_member_of_unknown_health_only_beside_healthy_peers() {
+        let ids = ["10.0.0.1", "10.0.0.2", "10.0.0.3"];
+        let mut spec = quorum(&ids);
+        unknown_after(&mut spec, 30);
+        let c = Case::new(spec.clone())
+            .with("a", false, Some(ids[0]), Health::Healthy)
+            .with("b", false, Some(ids[1]), Health::Unknown)
+            .with("c", false, Some(ids[2]), Health::Healthy);
+        let p = c.plan();
+        assert_eq!(destroyed(&p), [("b".into(), Cause::HealthUnknown)]);
+        assert!(matches!(
+            p.actions[0],
+            Action::Destroy {
+                context: DestroyContext::RollingUpdate,
+                ..
+            }
+        ));
+
+        // Two unknown: the flavor may be blind, the quorum is at stake: nothing goes.
+        let c = Case::new(spec.clone())
+            .with("a", false, Some(ids[0]), Health::Healthy)
+            .with("b", false, Some(ids[1]), Health::Unknown)
+            .with("c", false, Some(ids[2]), Health::Unknown);
+        assert!(destroyed(&c.plan()).is_empty());
+
+        // A peer unhealthy or missing: nothing goes either.
+        let c = Case::new(spec.clone())
+            .with("a", false, Some(ids[0]), Health::Unhealthy)
+            .with("b", false, Some(ids[1]), Health::Unknown)
+            .with("c", false, Some(ids[2]), Health::Healthy);
+        assert!(destroyed(&c.plan()).is_empty());
+        let c = Case::new(spec)
+            .with("b", false, Some(ids[1]), Health::Unknown)
+            .with("c", false, Some(ids[2]), Health::Healthy);
+        let p = c.plan();
+        assert!(destroyed(&p).is_empty());
+        assert_eq!(p.count(Cause::Missing), 1);
     }
 
     #[test]
