@@ -1,23 +1,20 @@
 //! The chaos test of the local self-healing swarm (root, docker.io; `scripts/test` prepares
 //! both): a swarm grown from one seed node by replicas beside its managers; the leader node is
-//! killed, a worker is killed, the leader's link is cut and restored. Checked throughout: no
+//! killed, a worker is killed and its replacement boots cut off (it never joins, and is
+//! replaced for its unknown health), the leader's link is cut and restored. Checked throughout: no
 //! two live nodes for one logical ID, a node of another group is never touched, and at most
 //! one replica issues mutations at any time (per replica and term).
 
 #[path = "../examples/support/local_swarm.rs"]
 mod local_swarm;
 
+use infrakit::reconcile::{Cause, EngineEvent};
 use infrakit::*;
 use local_swarm::{LocalSwarm, MANAGERS, WORKERS};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Ignored in the default run: about one run in two, a replacement worker's `docker swarm
-/// join` is left to continue in the background, dies there in a leaderless moment, and leaves
-/// the engine wedged (its `swarm join`/`leave` calls hang), so the worker never joins and the
-/// test times out. Run it with `cargo test --features swarm --test swarm_chaos -- --ignored`.
-#[ignore = "flaky: a join that dies in the background wedges the new worker's engine"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_swarm_heals_kills_and_partitions_with_one_active_replica() {
     let swarm = Arc::new(
@@ -99,28 +96,71 @@ async fn chaos(swarm: &Arc<LocalSwarm>) -> Result<(), local_swarm::Error> {
     // Let the swarm settle (a rejoined old leader can cause another election).
     stable(swarm, Duration::from_secs(15)).await?;
 
-    // 2. A worker dies: a new one joins.
+    // 2. A worker dies, and its replacement boots cut off from the network: its join never
+    //    happens, the swarm never knows it, its health stays unknown. The groups'
+    //    `ReplaceUnknownAfter` (60 s) replaces it, and that node joins.
+    let mut events = swarm.events.subscribe();
     let workers = swarm
         .nodes
-        .describe(&Tags::new().with(GROUP_TAG, WORKERS), false)
+        .describe(&Tags::new().with(GROUP_TAG, WORKERS), true)
         .await?;
-    let worker = workers.first().ok_or("no worker")?.id.clone();
+    let dead = workers.first().ok_or("no worker")?;
+    let worker = dead.id.clone();
+    let ip: std::net::Ipv4Addr = dead
+        .properties
+        .as_ref()
+        .and_then(|p| p["IP"].as_str())
+        .and_then(|ip| ip.parse().ok())
+        .ok_or("a worker without an IP")?;
+    // The replacement takes the lowest free worker address: the dead one's.
+    swarm.nodes.cut_next_boot(ip);
     swarm.nodes.kill(&worker)?;
-    let deadline = std::time::Instant::now() + Duration::from_secs(240);
+    let killed = std::time::Instant::now();
+    let deadline = killed + Duration::from_secs(300);
+    let mut cut_off: Option<InstanceId> = None;
+    let mut replaced_at = None;
     loop {
+        while let Ok((_, at, e)) = events.try_recv() {
+            if let EngineEvent::Destroyed { id, cause, .. } = e
+                && cause == Cause::HealthUnknown
+            {
+                assert!(replaced_at.is_none(), "one replacement, not {id} too");
+                cut_off = Some(id);
+                replaced_at = Some(at.duration_since(killed));
+            }
+        }
         let live = swarm
             .nodes
             .describe(&Tags::new().with(GROUP_TAG, WORKERS), false)
             .await?;
         let h = swarm.health().await;
-        if live.len() == 2 && !live.iter().any(|d| d.id == worker) && swarm.whole(&h) {
+        if let Some(c) = &cut_off
+            && live.len() == 2
+            && !live.iter().any(|d| d.id == worker || d.id == *c)
+            && swarm.whole(&h)
+        {
             break;
         }
         if std::time::Instant::now() > deadline {
-            return Err(format!("the worker was not replaced: {live:?} {h:?}").into());
+            return Err(format!(
+                "the cut-off worker was not replaced (destroyed for unknown health: {cut_off:?}): \
+                 {live:?} {h:?}"
+            )
+            .into());
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    let replaced_at = replaced_at.unwrap_or_default();
+    println!(
+        "the cut-off worker {} was replaced {:.1}s after the kill; whole after {:.1}s",
+        cut_off.as_ref().map(|c| c.as_str()).unwrap_or("?"),
+        replaced_at.as_secs_f64(),
+        killed.elapsed().as_secs_f64()
+    );
+    assert!(
+        replaced_at >= Duration::from_secs(60),
+        "replaced before its 60 s: {replaced_at:?}"
+    );
 
     stable(swarm, Duration::from_secs(15)).await?;
 

@@ -175,7 +175,10 @@ impl LocalSwarm {
                     .with_init(format!("docker swarm init --advertise-addr {ip}")),
             )
             .await?;
-        Ok(seed)
+        match self.nodes.wait_boot(&seed, Duration::from_secs(120)).await? {
+            Some(0) => Ok(seed),
+            code => Err(format!("`docker swarm init` on the seed failed ({code:?})").into()),
+        }
     }
 
     /// The groups, from the template `examples/templates/local-swarm.json` rendered with the

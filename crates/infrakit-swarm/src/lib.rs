@@ -30,5 +30,5 @@ pub use container::{ContainerInstance, ContainerProperties, SCOPE_LABEL};
 pub use docker::{DockerError, connect};
 pub use flavor::{DEFAULT_TEMPLATE, LINK_LABEL, Role, SwarmFlavor};
 pub use leadership::SwarmLeadership;
-pub use node::{DATA_ROOT_ATTACHMENT, EngineNodes};
+pub use node::{Boot, DATA_ROOT_ATTACHMENT, EngineNodes};
 pub use store::{MAX_ENCODED_BYTES, SPEC_LABEL, SwarmStore};

@@ -42,10 +42,13 @@ struct Record {
 /// attachment as its `--data-root`.
 ///
 /// - **provision** creates the namespace and its link, starts the engine, waits until it
-///   answers, then runs the spec's `init` as the node's boot script: `sh -c <init>` inside
-///   the namespace with `DOCKER_HOST` set to the node's engine (and `INFRAKIT_NODE_IP`,
-///   `INFRAKIT_NODE_ID`). The boot script's output is in `<root>/nodes/<id>/init.log`; a
-///   failing script is logged, not an error (a machine whose boot script fails still exists).
+///   answers, then starts the spec's `init` as the node's boot script and returns: like a
+///   machine's user data, the script runs in the background, inside the namespace, with
+///   `DOCKER_HOST` set to the node's engine (and `INFRAKIT_NODE_IP`, `INFRAKIT_NODE_ID`).
+///   It is kept as `<root>/nodes/<id>/init.sh`, its output goes to `init.log`, it is stopped
+///   after 300 s and it dies with the node. A failing script is logged, not an error (a
+///   machine whose boot script fails still exists: its flavor's health check says what it
+///   is worth); [`boot`](Self::boot) and [`wait_boot`](Self::wait_boot) report it.
 ///   A spec's `infrakit.link` tag (see [`LINK_LABEL`](crate::LINK_LABEL)) becomes an engine
 ///   label, so the swarm flavor finds the node. Without a logical ID a node gets the lowest
 ///   free address from `.100` up.
@@ -73,6 +76,8 @@ struct Inner {
     sequence: AtomicU64,
     /// Addresses being provisioned: two launches at once never pick the same one.
     reserved: Mutex<HashSet<Ipv4Addr>>,
+    /// Fault injection: the next node with one of these addresses boots cut off.
+    cut_on_boot: Mutex<HashSet<Ipv4Addr>>,
     ready_timeout: Duration,
     init_timeout: Duration,
 }
@@ -177,6 +182,7 @@ impl EngineNodes {
                 network,
                 sequence: AtomicU64::new(0),
                 reserved: Mutex::new(HashSet::new()),
+                cut_on_boot: Mutex::new(HashSet::new()),
                 ready_timeout: Duration::from_secs(60),
                 init_timeout: Duration::from_secs(300),
             }),
@@ -267,8 +273,14 @@ impl EngineNodes {
             .map_err(|e| unavailable(format!("writing {}: {e}", dir.display())))
     }
 
-    /// Kills the engine of node `id` and everything it started.
+    /// Kills the engine of node `id`, its boot script and everything they started.
     fn kill_engine(&self, id: &str) {
+        if let Some(group) = std::fs::read_to_string(self.node_dir(id).join("init.pid"))
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok())
+        {
+            quiet("kill", &["-9", "--", &format!("-{group}")]);
+        }
         if let Some(pid) = self.pid(id) {
             quiet("kill", &["-9", &pid.to_string()]);
         }
@@ -295,6 +307,15 @@ impl EngineNodes {
         self.kill_engine(&r.id);
         self.remove_links(&r.id, r.ip);
         Ok(())
+    }
+
+    /// Fault injection: the next node provisioned with address `ip` boots with its link to the
+    /// bridge down (a machine on a broken network: its boot script cannot reach anyone), until
+    /// [`set_link`](Self::set_link) restores it. One node only; later ones boot normally.
+    pub fn cut_next_boot(&self, ip: Ipv4Addr) {
+        if let Ok(mut set) = self.inner.cut_on_boot.lock() {
+            set.insert(ip);
+        }
     }
 
     /// Cuts (`up = false`) or restores node `id`'s link to the bridge: a network partition.
@@ -429,7 +450,17 @@ impl EngineNodes {
             ],
         )?;
         sh("ip", &["link", "set", &host, "master", &self.bridge()])?;
-        sh("ip", &["link", "set", &host, "up"])?;
+        let cut = self
+            .inner
+            .cut_on_boot
+            .lock()
+            .map(|mut set| set.remove(&r.ip))
+            .unwrap_or(false);
+        if cut {
+            tracing::info!(node = %r.id, ip = %r.ip, "booting cut off (fault injection)");
+        } else {
+            sh("ip", &["link", "set", &host, "up"])?;
+        }
         // A MAC derived from the IP: a replacement answers with the MAC its peers have
         // cached for the address, so they reach it at once (no stale ARP entries).
         let o = r.ip.octets();
@@ -493,45 +524,145 @@ impl EngineNodes {
         }
     }
 
-    async fn run_init(&self, r: &Record, init: &str) {
+    /// Starts `init` as node `r`'s boot script, in the background: a machine runs its user
+    /// data after it boots, whoever launched it. The script is kept beside the node
+    /// (`init.sh`), runs in its own process group (`init.pid`), is stopped after the boot
+    /// timeout, and its exit code lands in `init.exit` (while this process lives).
+    fn start_boot(&self, r: &Record, init: &str) -> Result<(), String> {
         if init.trim().is_empty() {
-            return;
+            return Ok(());
         }
         let dir = self.node_dir(&r.id);
-        let Ok(log) = std::fs::File::create(dir.join("init.log")) else {
-            return;
-        };
-        let Ok(err) = log.try_clone() else { return };
+        let script = dir.join("init.sh");
+        std::fs::write(&script, init).map_err(|e| format!("{}: {e}", script.display()))?;
+        let log = std::fs::File::create(dir.join("init.log")).map_err(|e| e.to_string())?;
+        let err = log.try_clone().map_err(|e| e.to_string())?;
         let id = InstanceId::from(r.id.as_str());
-        let child = tokio::process::Command::new("nsenter")
+        let mut child = tokio::process::Command::new("nsenter")
             .arg(format!("--net=/var/run/netns/{}", r.id))
-            .args(["sh", "-c", init])
+            .args(["timeout", "-k", "5"])
+            .arg(self.inner.init_timeout.as_secs().max(1).to_string())
+            .arg("sh")
+            .arg(&script)
             .env("DOCKER_HOST", self.socket(&id))
             .env("INFRAKIT_NODE_IP", r.ip.to_string())
             .env("INFRAKIT_NODE_ID", &r.id)
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(err)
-            .kill_on_drop(true)
-            .spawn();
-        let status = match child {
-            Ok(mut c) => tokio::time::timeout(self.inner.init_timeout, c.wait()).await,
-            Err(e) => {
-                tracing::warn!(node = %r.id, error = %e, "boot script did not start");
-                return;
+            .process_group(0)
+            .spawn()
+            .map_err(|e| format!("starting the boot script: {e}"))?;
+        if let Some(pid) = child.id() {
+            let _ = std::fs::write(dir.join("init.pid"), pid.to_string());
+        }
+        let node = r.id.clone();
+        tokio::spawn(async move {
+            let status = child.wait().await;
+            let code = match &status {
+                Ok(s) => s.code(),
+                Err(_) => None,
+            };
+            // The node may be gone already; then there is nothing to record.
+            if dir.is_dir() {
+                let _ = std::fs::write(
+                    dir.join("init.exit"),
+                    code.map_or_else(|| "signal".to_owned(), |c| c.to_string()),
+                );
             }
-        };
-        match status {
-            Ok(Ok(s)) if s.success() => tracing::info!(node = %r.id, "boot script done"),
-            Ok(Ok(s)) => {
-                tracing::warn!(node = %r.id, status = %s, log = %dir.join("init.log").display(), "boot script failed")
+            match code {
+                Some(0) => tracing::info!(%node, "boot script done"),
+                Some(124) => tracing::warn!(%node, "boot script stopped at its timeout"),
+                _ => {
+                    tracing::warn!(%node, ?status, log = %dir.join("init.log").display(), "boot script failed")
+                }
             }
-            Ok(Err(e)) => tracing::warn!(node = %r.id, error = %e, "boot script"),
-            Err(_) => {
-                tracing::warn!(node = %r.id, "boot script still running after its timeout; killed")
+        });
+        Ok(())
+    }
+
+    /// Where node `id`'s boot script stands.
+    ///
+    /// ```no_run
+    /// # async fn f(nodes: infrakit_swarm::EngineNodes, id: infrakit_core::InstanceId)
+    /// # -> Result<(), infrakit_core::InstanceError> {
+    /// use infrakit_swarm::Boot;
+    /// match nodes.boot(&id)? {
+    ///     Boot::Finished { code: Some(0) } => println!("booted"),
+    ///     other => println!("not yet: {other:?}"),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn boot(&self, id: &InstanceId) -> Result<Boot, InstanceError> {
+        let dir = self.node_dir(id.as_str());
+        if !dir.join("node.json").is_file() {
+            return Err(InstanceError::NotFound { id: id.clone() });
+        }
+        if let Ok(text) = std::fs::read_to_string(dir.join("init.exit")) {
+            return Ok(Boot::Finished {
+                code: text.trim().parse().ok(),
+            });
+        }
+        let pid = std::fs::read_to_string(dir.join("init.pid"))
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok());
+        Ok(match pid {
+            None if dir.join("init.sh").is_file() => Boot::Lost,
+            None => Boot::NoScript,
+            Some(pid) if alive(pid) => Boot::Running,
+            // The exit code may be on its way to the file.
+            Some(_) => match std::fs::read_to_string(dir.join("init.exit")) {
+                Ok(text) => Boot::Finished {
+                    code: text.trim().parse().ok(),
+                },
+                Err(_) => Boot::Lost,
+            },
+        })
+    }
+
+    /// Waits up to `limit` for node `id`'s boot script to finish, and returns its exit code
+    /// (`None`: killed by a signal). A node without a boot script is finished with code 0.
+    pub async fn wait_boot(
+        &self,
+        id: &InstanceId,
+        limit: Duration,
+    ) -> Result<Option<i32>, InstanceError> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            match self.boot(id)? {
+                Boot::NoScript => return Ok(Some(0)),
+                Boot::Finished { code } => return Ok(code),
+                Boot::Lost => {
+                    return Err(unavailable(format!(
+                        "the boot script of {id} ended and its exit code was not recorded"
+                    )));
+                }
+                Boot::Running if tokio::time::Instant::now() >= deadline => {
+                    return Err(unavailable(format!(
+                        "the boot script of {id} is still running after {limit:?}"
+                    )));
+                }
+                Boot::Running => tokio::time::sleep(Duration::from_millis(100)).await,
             }
         }
     }
+}
+
+/// Where a node's boot script stands (see [`EngineNodes::boot`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Boot {
+    /// The node was provisioned without one.
+    NoScript,
+    /// Still running.
+    Running,
+    /// It ended with this exit code (`None`: killed by a signal; 124: stopped at the boot
+    /// timeout).
+    Finished {
+        /// The exit code.
+        code: Option<i32>,
+    },
+    /// It ended while no process of this plugin watched it: the exit code is not known.
+    Lost,
 }
 
 #[async_trait]
@@ -644,7 +775,10 @@ impl Instance for EngineNodes {
             return Err(e);
         }
         tracing::info!(node = %id, %ip, "engine up");
-        self.run_init(&record, &spec.init).await;
+        if let Err(e) = self.start_boot(&record, &spec.init) {
+            self.clear(&record);
+            return Err(unavailable(format!("node {id} ({ip}): {e}")));
+        }
         Ok(iid)
     }
 

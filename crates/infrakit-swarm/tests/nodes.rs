@@ -4,8 +4,9 @@
 use infrakit_core::{
     Attachment, DestroyContext, GROUP_TAG, Instance, InstanceError, InstanceSpec, Tags,
 };
-use infrakit_swarm::{EngineNodes, LINK_LABEL};
+use infrakit_swarm::{Boot, EngineNodes, LINK_LABEL};
 use std::process::Command;
+use std::time::Duration;
 
 fn require(tool: &str) {
     let found = Command::new("sh")
@@ -46,6 +47,15 @@ async fn nodes_are_engines_with_fixed_ips_that_come_back_on_their_data_root() {
         .with_attachment(Attachment::new("state-a", "dataroot"))
         .with_init("docker volume create marker && echo booted on $INFRAKIT_NODE_IP");
     let a = nodes.provision(spec.clone()).await.unwrap();
+    // The boot script runs in the background, as a machine's user data does.
+    assert_eq!(
+        nodes.wait_boot(&a, Duration::from_secs(60)).await.unwrap(),
+        Some(0)
+    );
+    assert_eq!(nodes.boot(&a).unwrap(), Boot::Finished { code: Some(0) });
+    let log = std::fs::read_to_string(nodes.root().join("nodes").join(a.as_str()).join("init.log"))
+        .unwrap();
+    assert!(log.contains("booted on 10.217.0.10"), "{log}");
     let found = nodes.describe(&group, true).await.unwrap();
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].id, a);
@@ -153,6 +163,35 @@ async fn nodes_are_engines_with_fixed_ips_that_come_back_on_their_data_root() {
     ips.sort();
     assert_eq!(ips, ["10.217.0.100", "10.217.0.101"]);
     assert!(reachable(c.as_str(), "10.217.0.101") && reachable(d.as_str(), "10.217.0.100"));
+
+    // A boot script that fails is reported, not an error: the machine exists.
+    let failing = nodes
+        .provision(w.clone().with_init("echo trying; exit 3"))
+        .await
+        .unwrap();
+    assert_eq!(
+        nodes.wait_boot(&failing, Duration::from_secs(60)).await.unwrap(),
+        Some(3)
+    );
+    // One that hangs does not hold up the provision, and dies with its node.
+    let hanging = nodes
+        .provision(w.clone().with_init("sleep 600"))
+        .await
+        .unwrap();
+    assert_eq!(nodes.boot(&hanging).unwrap(), Boot::Running);
+    let pid = std::fs::read_to_string(format!("{root}/nodes/{hanging}/init.pid")).unwrap();
+    assert!(std::path::Path::new(&format!("/proc/{}", pid.trim())).exists());
+    nodes.kill(&hanging).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).unwrap_or_default();
+    assert!(
+        stat.is_empty() || stat.contains(") Z "),
+        "the boot script outlived its node: {stat}"
+    );
+    nodes
+        .destroy(&failing, DestroyContext::Terminate)
+        .await
+        .unwrap();
 
     // One call removes everything, after a crash too.
     assert!(nodes.remove_all(true) >= 1);
