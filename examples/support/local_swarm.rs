@@ -175,7 +175,11 @@ impl LocalSwarm {
                     .with_init(format!("docker swarm init --advertise-addr {ip}")),
             )
             .await?;
-        match self.nodes.wait_boot(&seed, Duration::from_secs(120)).await? {
+        match self
+            .nodes
+            .wait_boot(&seed, Duration::from_secs(120))
+            .await?
+        {
             Some(0) => Ok(seed),
             code => Err(format!("`docker swarm init` on the seed failed ({code:?})").into()),
         }

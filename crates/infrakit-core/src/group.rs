@@ -495,7 +495,10 @@ impl GroupSpec {
             ));
         }
         for (field, value) in [
-            ("ReplaceUnhealthyAfter", self.healing.replace_unhealthy_after),
+            (
+                "ReplaceUnhealthyAfter",
+                self.healing.replace_unhealthy_after,
+            ),
             ("ReplaceUnknownAfter", self.healing.replace_unknown_after),
         ] {
             if value == Some(Duration::ZERO) {

@@ -16,7 +16,7 @@ mod file;
 mod polled;
 
 pub use file::{FileLeadership, FileProbe};
-pub use polled::{LeadershipProbe, Observation, PolledLeadership};
+pub use polled::{LeadershipProbe, MAX_PROBES_IN_FLIGHT, Observation, PolledLeadership};
 
 /// A leadership term. Terms observed from one source only grow: each gain of leadership
 /// starts a term higher than every earlier one.

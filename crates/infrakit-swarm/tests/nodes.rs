@@ -170,7 +170,10 @@ async fn nodes_are_engines_with_fixed_ips_that_come_back_on_their_data_root() {
         .await
         .unwrap();
     assert_eq!(
-        nodes.wait_boot(&failing, Duration::from_secs(60)).await.unwrap(),
+        nodes
+            .wait_boot(&failing, Duration::from_secs(60))
+            .await
+            .unwrap(),
         Some(3)
     );
     // One that hangs does not hold up the provision, and dies with its node.

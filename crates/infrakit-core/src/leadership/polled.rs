@@ -2,8 +2,8 @@
 
 use super::{Leadership, LeadershipCell, LeadershipError, LeadershipState, LeadershipStream};
 use async_trait::async_trait;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 /// What a probe of a leadership source sees at one moment.
@@ -27,6 +27,12 @@ pub trait LeadershipProbe: Send + Sync + 'static {
 /// A [`Leadership`] that polls a [`LeadershipProbe`]: `watch` starts one polling task (stopped
 /// when the source is dropped), `current` asks the probe at once. A probe that does not answer
 /// within four intervals (at least a second) is [`Observation::Unavailable`].
+///
+/// Probes overlap: one starts every interval even while earlier ones wait (at most
+/// [`MAX_PROBES_IN_FLIGHT`] at once), and an answer to a probe older than the last answer
+/// applied is dropped. A call that hangs (an engine proxying to a leader that just died) thus
+/// never delays seeing a change by more than an interval, and a stale answer never overrides
+/// a newer one.
 ///
 /// ```
 /// use async_trait::async_trait;
@@ -65,11 +71,19 @@ impl<P> std::fmt::Debug for PolledLeadership<P> {
     }
 }
 
+/// How many probes of one [`PolledLeadership`] may wait at once.
+pub const MAX_PROBES_IN_FLIGHT: usize = 4;
+
 struct Inner<P> {
     probe: P,
     interval: Duration,
     cell: LeadershipCell,
     polling: AtomicBool,
+    /// The number of the last probe started.
+    started: AtomicU64,
+    /// The number of the probe whose answer the cell holds (a lock: answers apply in order).
+    applied: Mutex<u64>,
+    in_flight: AtomicUsize,
 }
 
 impl<P: LeadershipProbe> PolledLeadership<P> {
@@ -81,6 +95,9 @@ impl<P: LeadershipProbe> PolledLeadership<P> {
                 interval,
                 cell: LeadershipCell::new(),
                 polling: AtomicBool::new(false),
+                started: AtomicU64::new(0),
+                applied: Mutex::new(0),
+                in_flight: AtomicUsize::new(0),
             }),
         }
     }
@@ -106,8 +123,15 @@ impl<P: LeadershipProbe> PolledLeadership<P> {
                 let Some(inner) = weak.upgrade() else {
                     return;
                 };
-                inner.refresh().await;
-                drop(inner);
+                if inner.in_flight.load(Ordering::SeqCst) < MAX_PROBES_IN_FLIGHT {
+                    inner.in_flight.fetch_add(1, Ordering::SeqCst);
+                    tokio::spawn(async move {
+                        inner.refresh().await;
+                        inner.in_flight.fetch_sub(1, Ordering::SeqCst);
+                    });
+                } else {
+                    drop(inner);
+                }
                 tokio::time::sleep(interval).await;
             }
         });
@@ -116,6 +140,7 @@ impl<P: LeadershipProbe> PolledLeadership<P> {
 
 impl<P: LeadershipProbe> Inner<P> {
     async fn refresh(&self) {
+        let number = self.started.fetch_add(1, Ordering::SeqCst) + 1;
         let limit = (self.interval * 4).max(Duration::from_secs(1));
         let seen = tokio::time::timeout(limit, self.probe.observe())
             .await
@@ -124,6 +149,20 @@ impl<P: LeadershipProbe> Inner<P> {
                     message: format!("the leadership source did not answer within {limit:?}"),
                 })
             });
+        // A poisoned lock means a panic while applying: the order still holds.
+        let mut applied = self
+            .applied
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if number < *applied {
+            tracing::trace!(
+                number,
+                applied = *applied,
+                "stale leadership answer dropped"
+            );
+            return;
+        }
+        *applied = number;
         match seen {
             Observation::Leader => self.cell.set_leader(),
             Observation::Follower(leader) => self.cell.set_follower(leader),
@@ -142,5 +181,42 @@ impl<P: LeadershipProbe> Leadership for PolledLeadership<P> {
     fn watch(&self) -> LeadershipStream {
         self.ensure_polling();
         self.inner.cell.watch()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::leadership::Term;
+
+    /// The first call hangs (an engine proxying to a dead leader); later ones say "leader".
+    struct FirstHangs(AtomicU64);
+
+    #[async_trait]
+    impl LeadershipProbe for FirstHangs {
+        async fn observe(&self) -> Observation {
+            if self.0.fetch_add(1, Ordering::SeqCst) == 0 {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                return Observation::Follower(None);
+            }
+            Observation::Leader
+        }
+    }
+
+    #[tokio::test]
+    async fn a_hanging_probe_neither_delays_a_change_nor_overrides_a_newer_answer() {
+        let l = PolledLeadership::new(FirstHangs(AtomicU64::new(0)), Duration::from_millis(50));
+        let _watch = l.watch(); // starts polling
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(
+            l.inner.cell.state().term(),
+            Some(Term(1)),
+            "the second probe answered while the first hung"
+        );
+        // The first probe times out (after a second) as unavailable: older than the answer
+        // applied, it is dropped, and the term goes on.
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        assert_eq!(l.inner.cell.state().term(), Some(Term(1)));
+        assert!(l.inner.in_flight.load(Ordering::SeqCst) <= MAX_PROBES_IN_FLIGHT);
     }
 }

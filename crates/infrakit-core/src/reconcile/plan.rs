@@ -660,9 +660,7 @@ fn plan_quorum(input: PlanInput<'_>) -> Plan {
                 });
             }
             [one] => match overdue(&input, one.m) {
-                Some(Cause::HealthUnknown)
-                    if unknown_replaced || healthy_lids + 1 < ids.len() =>
-                {
+                Some(Cause::HealthUnknown) if unknown_replaced || healthy_lids + 1 < ids.len() => {
                     kept.push(one)
                 }
                 Some(cause) => {
@@ -1069,7 +1067,10 @@ mod tests {
         assert!(c.plan().actions.is_empty(), "before the deadline: wait");
         c.members[1].health_age = Duration::from_secs(60);
         let p = c.plan();
-        assert_eq!(destroyed(&p), [("never-joined".into(), Cause::HealthUnknown)]);
+        assert_eq!(
+            destroyed(&p),
+            [("never-joined".into(), Cause::HealthUnknown)]
+        );
         assert_eq!(p.count(Cause::ScaleUp), 1);
         assert_eq!(
             p.explain(),
