@@ -66,6 +66,65 @@ fn planning(c: &mut Criterion) {
                 })
             })
         });
+        // Healing on, 1% of the members of unknown health past the deadline.
+        let mut healing = s.clone();
+        healing.healing.replace_unknown_after = Some(Duration::from_secs(30));
+        let mut some_unknown = members(n, &hash);
+        for m in some_unknown.iter_mut().step_by(100) {
+            m.health = Health::Unknown;
+        }
+        group.bench_with_input(BenchmarkId::new("healing_unknown", n), &n, |b, _| {
+            b.iter(|| {
+                plan(PlanInput {
+                    spec: &healing,
+                    config_hash: &hash,
+                    members: &some_unknown,
+                    in_flight: &in_flight,
+                    update: UpdateClock::Idle,
+                    destroying: false,
+                })
+            })
+        });
+        // A quorum group of n logical IDs with healing on, one member of unknown health.
+        let ids: Vec<String> = (0..n).map(|i| format!("node-{i:08}")).collect();
+        let mut q = GroupSpec::new(
+            "quorum",
+            PluginSpec::new("simulator", json!({"image": "v2"})),
+            PluginSpec::new("vanilla", json!({})),
+            Allocation::logical_ids(ids.iter().map(String::as_str)),
+        );
+        let q_hash = q.config_hash();
+        let q_plain = q.clone();
+        q.healing.replace_unknown_after = Some(Duration::from_secs(30));
+        let mut q_members = members(n, &q_hash);
+        for (m, id) in q_members.iter_mut().zip(&ids) {
+            m.description.logical_id = Some(id.as_str().into());
+        }
+        group.bench_with_input(BenchmarkId::new("quorum_converged", n), &n, |b, _| {
+            b.iter(|| {
+                plan(PlanInput {
+                    spec: &q_plain,
+                    config_hash: &q_hash,
+                    members: &q_members,
+                    in_flight: &in_flight,
+                    update: UpdateClock::Idle,
+                    destroying: false,
+                })
+            })
+        });
+        q_members[n / 2].health = Health::Unknown;
+        group.bench_with_input(BenchmarkId::new("quorum_healing_unknown", n), &n, |b, _| {
+            b.iter(|| {
+                plan(PlanInput {
+                    spec: &q,
+                    config_hash: &q_hash,
+                    members: &q_members,
+                    in_flight: &in_flight,
+                    update: UpdateClock::Idle,
+                    destroying: false,
+                })
+            })
+        });
     }
     group.finish();
 }

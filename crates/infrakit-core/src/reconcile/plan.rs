@@ -8,7 +8,7 @@ use crate::flavor::Health;
 use crate::group::{Allocation, GroupSpec};
 use crate::id::{InstanceId, LogicalId};
 use crate::instance::{Attachment, Description, DestroyContext};
-use crate::tags::CONFIG_HASH_TAG;
+use crate::tags::{CONFIG_HASH_TAG, LOGICAL_ID_TAG};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::time::Duration;
@@ -610,15 +610,27 @@ fn plan_quorum(input: PlanInput<'_>) -> Plan {
     let mut actions = Vec::new();
     let views = classify(&input, &mut actions);
     let ids = input.spec.allocation.ids();
-    let wanted: HashSet<&LogicalId> = ids.iter().collect();
-    let mut by_lid: HashMap<&LogicalId, Vec<&View<'_>>> = HashMap::new();
-    let mut lids: Vec<Option<LogicalId>> = Vec::with_capacity(views.len());
+    // Members by the position of their logical ID in the allocation: one hash lookup per
+    // member, borrowed keys, and an allocation only for a duplicated logical ID.
+    let position: HashMap<&str, usize> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (l.as_str(), i))
+        .collect();
+    let mut first: Vec<Option<&View<'_>>> = vec![None; ids.len()];
+    let mut more: HashMap<usize, Vec<&View<'_>>> = HashMap::new();
     for v in &views {
-        lids.push(v.m.description.effective_logical_id());
-    }
-    for (v, lid) in views.iter().zip(&lids) {
-        match lid.as_ref().and_then(|l| wanted.get(l)) {
-            Some(l) => by_lid.entry(*l).or_default().push(v),
+        let d = &v.m.description;
+        let lid = d
+            .logical_id
+            .as_ref()
+            .map(LogicalId::as_str)
+            .or_else(|| d.tags.get(LOGICAL_ID_TAG));
+        match lid.and_then(|l| position.get(l)) {
+            Some(&i) => match first[i] {
+                None => first[i] = Some(v),
+                Some(f) => more.entry(i).or_insert_with(|| vec![f]).push(v),
+            },
             None => actions.push(destroy(
                 v.m,
                 DestroyContext::Terminate,
@@ -633,23 +645,25 @@ fn plan_quorum(input: PlanInput<'_>) -> Plan {
     // member, and one at a time: a flavor that cannot see the cluster must not break a quorum.
     let healthy_lids = match input.spec.healing.replace_unknown_after {
         None => 0,
-        Some(_) => ids
-            .iter()
-            .filter(|l| {
-                by_lid
-                    .get(l)
-                    .is_some_and(|ms| ms.iter().any(|v| v.m.health == Health::Healthy))
+        Some(_) => (0..ids.len())
+            .filter(|&i| match more.get(&i) {
+                Some(all) => all.iter().any(|v| v.m.health == Health::Healthy),
+                None => first[i].is_some_and(|v| v.m.health == Health::Healthy),
             })
             .count(),
     };
     let mut unknown_replaced = false;
-    for lid in ids {
-        let in_flight = input.in_flight.logical_ids.contains(lid);
-        let members = by_lid.get(lid).map(Vec::as_slice).unwrap_or(&[]);
+    for (i, lid) in ids.iter().enumerate() {
+        let in_flight =
+            !input.in_flight.logical_ids.is_empty() && input.in_flight.logical_ids.contains(lid);
         if in_flight {
             settled = false;
             continue;
         }
+        let members: &[&View<'_>] = match more.get(&i) {
+            Some(all) => all,
+            None => first[i].as_slice(),
+        };
         match members {
             [] => {
                 settled = false;
