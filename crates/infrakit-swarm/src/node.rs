@@ -275,10 +275,7 @@ impl EngineNodes {
 
     /// Kills the engine of node `id`, its boot script and everything they started.
     fn kill_engine(&self, id: &str) {
-        if let Some(group) = std::fs::read_to_string(self.node_dir(id).join("init.pid"))
-            .ok()
-            .and_then(|s| s.trim().parse::<u32>().ok())
-        {
+        if let Some(group) = self.boot_pid(id) {
             quiet("kill", &["-9", "--", &format!("-{group}")]);
         }
         if let Some(pid) = self.pid(id) {
@@ -581,6 +578,13 @@ impl EngineNodes {
         Ok(())
     }
 
+    /// The process (and process group) of node `id`'s boot script, if one was started.
+    fn boot_pid(&self, id: &str) -> Option<u32> {
+        std::fs::read_to_string(self.node_dir(id).join("init.pid"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+    }
+
     /// Where node `id`'s boot script stands.
     ///
     /// ```no_run
@@ -598,25 +602,22 @@ impl EngineNodes {
         if !dir.join("node.json").is_file() {
             return Err(InstanceError::NotFound { id: id.clone() });
         }
-        if let Ok(text) = std::fs::read_to_string(dir.join("init.exit")) {
-            return Ok(Boot::Finished {
-                code: text.trim().parse().ok(),
-            });
+        let finished = || {
+            std::fs::read_to_string(dir.join("init.exit"))
+                .ok()
+                .map(|text| Boot::Finished {
+                    code: text.trim().parse().ok(),
+                })
+        };
+        if let Some(done) = finished() {
+            return Ok(done);
         }
-        let pid = std::fs::read_to_string(dir.join("init.pid"))
-            .ok()
-            .and_then(|s| s.trim().parse::<u32>().ok());
-        Ok(match pid {
+        Ok(match self.boot_pid(id.as_str()) {
             None if dir.join("init.sh").is_file() => Boot::Lost,
             None => Boot::NoScript,
             Some(pid) if alive(pid) => Boot::Running,
-            // The exit code may be on its way to the file.
-            Some(_) => match std::fs::read_to_string(dir.join("init.exit")) {
-                Ok(text) => Boot::Finished {
-                    code: text.trim().parse().ok(),
-                },
-                Err(_) => Boot::Lost,
-            },
+            // The exit code may have landed since the first look.
+            Some(_) => finished().unwrap_or(Boot::Lost),
         })
     }
 

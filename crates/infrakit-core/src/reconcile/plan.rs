@@ -654,9 +654,7 @@ fn plan_quorum(input: PlanInput<'_>) -> Plan {
     };
     let mut unknown_replaced = false;
     for (i, lid) in ids.iter().enumerate() {
-        let in_flight =
-            !input.in_flight.logical_ids.is_empty() && input.in_flight.logical_ids.contains(lid);
-        if in_flight {
+        if input.in_flight.logical_ids.contains(lid) {
             settled = false;
             continue;
         }
