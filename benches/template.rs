@@ -6,7 +6,8 @@ use infrakit::template::{Engine, Globals};
 use serde_json::json;
 
 fn boot_sh(c: &mut Criterion) {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/templates/boot.sh");
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/templates/boot.sh");
     let url = url_of(&path);
     let engine = Engine::new().with_globals(
         Globals::parse([

@@ -1,5 +1,5 @@
 //! The seed's self-healing swarm on one machine, shared by `examples/swarm_self_heal.rs` and
-//! the chaos test (`tests/swarm_chaos.rs`): engine nodes in network namespaces (the
+//! the chaos test (`examples/tests/swarm_chaos.rs`): engine nodes in network namespaces (the
 //! machines), a replica of our manager beside every swarm manager (each talking to its own
 //! node's engine: `SwarmLeadership`, `SwarmStore`, the swarm flavor), grown from one seed node.
 #![allow(dead_code)]
@@ -189,7 +189,7 @@ impl LocalSwarm {
     /// cluster's globals.
     pub fn groups(&self) -> Result<Vec<GroupSpec>, Error> {
         let url = format!(
-            "file://{}/examples/templates/local-swarm.json",
+            "file://{}/templates/local-swarm.json",
             env!("CARGO_MANIFEST_DIR")
         );
         let templates = Templates::new().with_globals(

@@ -5,7 +5,7 @@
 //! two live nodes for one logical ID, a node of another group is never touched, and at most
 //! one replica issues mutations at any time (per replica and term).
 
-#[path = "../examples/support/local_swarm.rs"]
+#[path = "../support/local_swarm.rs"]
 mod local_swarm;
 
 use infrakit::reconcile::{Cause, EngineEvent};

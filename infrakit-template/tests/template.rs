@@ -418,7 +418,6 @@ fn example(name: &str) -> String {
     let p: PathBuf = [
         env!("CARGO_MANIFEST_DIR"),
         "..",
-        "..",
         "examples",
         "templates",
         name,

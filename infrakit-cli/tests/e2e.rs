@@ -696,7 +696,7 @@ fn watch_gives_up_at_the_deadline() {
 #[test]
 fn template_renders_like_the_seed() {
     let w = World::new();
-    let boot = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/templates/boot.sh");
+    let boot = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/templates/boot.sh");
     let boot = boot.display().to_string();
     let out = w
         .run(&[
