@@ -9,11 +9,8 @@
 //! replacement provisioned → rejoined → three reachable managers), cleans up everything, and
 //! exits 0 only if every kill healed.
 
-#[path = "support/local_swarm.rs"]
-mod local_swarm;
-
 use infrakit::reconcile::EngineEvent;
-use local_swarm::{Error, LocalSwarm};
+use infrakit_swarm::local_swarm::{Error, LocalSwarm};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -75,7 +72,9 @@ async fn scenario(swarm: &Arc<LocalSwarm>, kills: usize) -> Result<(), Error> {
         t.elapsed()
     );
     let supervisor = tokio::spawn(swarm.clone().supervise());
-    swarm.commit_groups(Duration::from_secs(60)).await?;
+    for plan in swarm.commit_groups(Duration::from_secs(60)).await? {
+        println!("committed: {plan}");
+    }
     let h = swarm.wait_whole(Duration::from_secs(240)).await?;
     println!(
         "grown to {} managers (leader {}) and {} workers in {:.1?}",

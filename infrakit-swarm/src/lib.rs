@@ -23,6 +23,8 @@ mod container;
 mod docker;
 mod flavor;
 mod leadership;
+#[cfg(feature = "local-swarm")]
+pub mod local_swarm;
 mod node;
 mod store;
 

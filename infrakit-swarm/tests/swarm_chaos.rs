@@ -5,12 +5,9 @@
 //! two live nodes for one logical ID, a node of another group is never touched, and at most
 //! one replica issues mutations at any time (per replica and term).
 
-#[path = "../support/local_swarm.rs"]
-mod local_swarm;
-
-use infrakit::reconcile::{Cause, EngineEvent};
-use infrakit::*;
-use local_swarm::{LocalSwarm, MANAGERS, WORKERS};
+use infrakit_core::reconcile::{Cause, EngineEvent};
+use infrakit_core::*;
+use infrakit_swarm::local_swarm::{LocalSwarm, MANAGERS, WORKERS};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -25,7 +22,7 @@ async fn the_swarm_heals_kills_and_partitions_with_one_active_replica() {
     let outcome = tokio::time::timeout(Duration::from_secs(900), chaos(&swarm)).await;
     let log = swarm.mutation_lines(start);
     if !matches!(outcome, Ok(Ok(()))) {
-        println!("{}", swarm.diagnose());
+        println!("{}", swarm.diagnose().await);
     }
     swarm.shutdown().await;
     for line in &log {
@@ -38,7 +35,7 @@ async fn the_swarm_heals_kills_and_partitions_with_one_active_replica() {
     }
 }
 
-async fn chaos(swarm: &Arc<LocalSwarm>) -> Result<(), local_swarm::Error> {
+async fn chaos(swarm: &Arc<LocalSwarm>) -> Result<(), infrakit_swarm::local_swarm::Error> {
     // A node that is not ours: another group, started before anything else.
     let foreign = swarm
         .nodes
@@ -78,7 +75,9 @@ async fn chaos(swarm: &Arc<LocalSwarm>) -> Result<(), local_swarm::Error> {
         })
     };
 
-    swarm.commit_groups(Duration::from_secs(60)).await?;
+    for plan in swarm.commit_groups(Duration::from_secs(60)).await? {
+        println!("committed: {plan}");
+    }
     swarm.wait_whole(Duration::from_secs(240)).await?;
 
     // 1. The leader node dies.
@@ -211,7 +210,10 @@ async fn chaos(swarm: &Arc<LocalSwarm>) -> Result<(), local_swarm::Error> {
 }
 
 /// Waits until the swarm has stayed whole under one leader for `period`.
-async fn stable(swarm: &LocalSwarm, period: Duration) -> Result<(), local_swarm::Error> {
+async fn stable(
+    swarm: &LocalSwarm,
+    period: Duration,
+) -> Result<(), infrakit_swarm::local_swarm::Error> {
     let deadline = std::time::Instant::now() + Duration::from_secs(180);
     let mut since: Option<(std::time::Instant, Option<String>)> = None;
     loop {

@@ -1,21 +1,27 @@
-//! The seed's self-healing swarm on one machine, shared by `examples/swarm_self_heal.rs` and
-//! the chaos test (`examples/tests/swarm_chaos.rs`): engine nodes in network namespaces (the
-//! machines), a replica of our manager beside every swarm manager (each talking to its own
-//! node's engine: `SwarmLeadership`, `SwarmStore`, the swarm flavor), grown from one seed node.
-#![allow(dead_code)]
+//! A test and demo harness (feature `local-swarm`): the seed's self-healing swarm on one
+//! machine. Engine nodes in network namespaces are the machines ([`EngineNodes`]); a replica
+//! of our manager runs beside every swarm manager, each talking to its own node's engine
+//! ([`SwarmLeadership`], [`SwarmStore`], the [`SwarmFlavor`]); the swarm grows from one seed
+//! node. Every provider mutation is recorded with the replica and term that issued it, so a
+//! test can check that one replica acts at a time.
+//!
+//! It needs root, `docker.io`, `iproute2` and `iptables` (the repository's
+//! `scripts/test --prepare-only` installs them), and it is for tests and demos only: the
+//! `swarm_self_heal` example and the swarm chaos test use it.
 
-use infrakit::reconcile::EngineEvent;
-use infrakit::swarm::{
+use crate::{
     DATA_ROOT_ATTACHMENT, EngineNodes, Role, SwarmFlavor, SwarmLeadership, SwarmStore, connect,
 };
-use infrakit::template::Engine as Templates;
-use infrakit::*;
+use infrakit_core::reconcile::EngineEvent;
+use infrakit_core::*;
+use infrakit_template::Engine as Templates;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 
+/// The harness's error: any failure of the engines, the template or the manager, as text.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
 /// One mutation of the provider, by the replica that issued it.
@@ -89,9 +95,12 @@ struct Replica {
 
 /// The cluster.
 pub struct LocalSwarm {
+    /// The machines: every node of the swarm, managers and workers.
     pub nodes: EngineNodes,
     net: String,
+    /// How many managers the cluster has when whole.
     pub managers: usize,
+    /// How many workers the cluster has when whole.
     pub workers: usize,
     replicas: Mutex<BTreeMap<InstanceId, Replica>>,
     /// Every mutation by every replica.
@@ -111,8 +120,15 @@ pub struct Health {
     pub workers: Vec<String>,
 }
 
+/// The managers' group ID.
 pub const MANAGERS: &str = "managers";
+/// The workers' group ID.
 pub const WORKERS: &str = "workers";
+
+/// The local swarm's groups (`templates/local-swarm.json` in this crate): managers with fixed
+/// IPs and a data root each, workers for the rest of the cluster; globals `/cluster/size` and
+/// `/cluster/managers` (comma-separated IPs).
+pub const GROUPS_TEMPLATE: &str = include_str!("../templates/local-swarm.json");
 
 impl LocalSwarm {
     /// Cleans up whatever an earlier run left and creates the node network `<net>.0/24`.
@@ -124,12 +140,7 @@ impl LocalSwarm {
         workers: usize,
     ) -> Result<Self, Error> {
         for tool in ["dockerd", "docker", "ip", "nsenter", "iptables"] {
-            let ok = std::process::Command::new("sh")
-                .args(["-c", &format!("command -v {tool}")])
-                .stdout(std::process::Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-            if !ok {
+            if !on_path(tool) {
                 return Err(format!(
                     "`{tool}` is missing: run `scripts/test --prepare-only` as root (installs \
                      docker.io, iproute2, iptables)"
@@ -185,19 +196,14 @@ impl LocalSwarm {
         }
     }
 
-    /// The groups, from the template `examples/templates/local-swarm.json` rendered with the
-    /// cluster's globals.
+    /// The groups, from the template [`GROUPS_TEMPLATE`] rendered with the cluster's globals.
     pub fn groups(&self) -> Result<Vec<GroupSpec>, Error> {
-        let url = format!(
-            "file://{}/templates/local-swarm.json",
-            env!("CARGO_MANIFEST_DIR")
-        );
         let templates = Templates::new().with_globals(
-            infrakit::template::Globals::new()
+            infrakit_template::Globals::new()
                 .with("/cluster/size", json!(self.managers + self.workers))
                 .with("/cluster/managers", json!(self.manager_ips().join(","))),
         );
-        let text = templates.render_url(&url, &Value::Null)?;
+        let text = templates.render_str(GROUPS_TEMPLATE, &Value::Null)?;
         let groups: Vec<GroupSpec> = SpecError::parse_json(&text)?;
         Ok(groups)
     }
@@ -207,7 +213,7 @@ impl LocalSwarm {
     pub async fn supervise(self: Arc<Self>) {
         loop {
             if let Err(e) = self.reconcile_replicas().await {
-                eprintln!("supervisor: {e}");
+                tracing::warn!(error = %e, "local swarm supervisor");
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
@@ -278,12 +284,12 @@ impl LocalSwarm {
                 )
                 .flavor("swarm/worker", SwarmFlavor::new(engine, Role::Worker)),
         )
-        .options(EngineOptions {
-            resync: Duration::from_millis(1000),
-            settle: Duration::from_millis(100),
-            backoff_max: Duration::from_secs(3),
-            ..EngineOptions::default()
-        })
+        .options(
+            EngineOptions::default()
+                .resync(Duration::from_millis(1000))
+                .settle(Duration::from_millis(100))
+                .backoff_max(Duration::from_secs(3)),
+        )
         .build();
         let mut events = manager.events();
         let tx = self.events.clone();
@@ -326,8 +332,8 @@ impl LocalSwarm {
             .map(|r| r.manager.clone())
     }
 
-    /// Commits the groups on the seed's replica once it leads.
-    pub async fn commit_groups(&self, timeout: Duration) -> Result<(), Error> {
+    /// Commits the groups on the seed's replica once it leads; returns each commit's plan.
+    pub async fn commit_groups(&self, timeout: Duration) -> Result<Vec<String>, Error> {
         let seed_ip = self.manager_ips()[0].clone();
         let deadline = Instant::now() + timeout;
         let manager = loop {
@@ -342,11 +348,11 @@ impl LocalSwarm {
         tokio::time::timeout(timeout, manager.wait_leading())
             .await
             .map_err(|_| "the seed's replica never led (is the swarm initialised?)")?;
+        let mut plans = Vec::new();
         for g in self.groups()? {
-            let plan = manager.commit(g, false).await?;
-            println!("committed: {plan}");
+            plans.push(manager.commit(g, false).await?);
         }
-        Ok(())
+        Ok(plans)
     }
 
     /// The swarm as the live managers' engines see it: all are asked at once (each with a
@@ -554,31 +560,51 @@ impl LocalSwarm {
 }
 
 impl LocalSwarm {
-    /// Every node's record, liveness and the tails of its boot script and engine logs.
-    pub fn diagnose(&self) -> String {
-        let mut out = String::new();
-        let Ok(dir) = std::fs::read_dir(self.nodes.root().join("nodes")) else {
-            return out;
-        };
-        for e in dir.filter_map(Result::ok) {
-            let p = e.path();
-            let tail = |f: &str, n: usize| {
-                let text = std::fs::read_to_string(p.join(f)).unwrap_or_default();
-                let lines: Vec<&str> = text.lines().rev().take(n).collect();
-                lines.into_iter().rev().collect::<Vec<_>>().join("\n    ")
-            };
-            let record = std::fs::read_to_string(p.join("node.json")).unwrap_or_default();
-            let ip = serde_json::from_str::<Value>(&record)
-                .ok()
-                .and_then(|v| v["IP"].as_str().map(str::to_owned))
-                .unwrap_or_default();
-            out.push_str(&format!(
-                "node {} ({ip})\n  init.log:\n    {}\n  dockerd.log:\n    {}\n",
-                e.file_name().to_string_lossy(),
-                tail("init.log", 6),
-                tail("dockerd.log", 4)
-            ));
-        }
-        out
+    /// Every node's record and the tails of its boot script and engine logs.
+    pub async fn diagnose(&self) -> String {
+        let nodes = self.nodes.root().join("nodes");
+        tokio::task::spawn_blocking(move || diagnose_nodes(&nodes))
+            .await
+            .unwrap_or_default()
     }
+}
+
+/// Whether `tool` is an executable file in a directory of `$PATH`.
+fn on_path(tool: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            std::fs::metadata(dir.join(tool)).is_ok_and(|m| {
+                use std::os::unix::fs::PermissionsExt;
+                m.is_file() && m.permissions().mode() & 0o111 != 0
+            })
+        })
+    })
+}
+
+/// The report of [`LocalSwarm::diagnose`], read from the nodes' directory (blocking).
+fn diagnose_nodes(nodes: &std::path::Path) -> String {
+    let mut out = String::new();
+    let Ok(dir) = std::fs::read_dir(nodes) else {
+        return out;
+    };
+    for e in dir.filter_map(Result::ok) {
+        let p = e.path();
+        let tail = |f: &str, n: usize| {
+            let text = std::fs::read_to_string(p.join(f)).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().rev().take(n).collect();
+            lines.into_iter().rev().collect::<Vec<_>>().join("\n    ")
+        };
+        let record = std::fs::read_to_string(p.join("node.json")).unwrap_or_default();
+        let ip = serde_json::from_str::<Value>(&record)
+            .ok()
+            .and_then(|v| v["IP"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "node {} ({ip})\n  init.log:\n    {}\n  dockerd.log:\n    {}\n",
+            e.file_name().to_string_lossy(),
+            tail("init.log", 6),
+            tail("dockerd.log", 4)
+        ));
+    }
+    out
 }
