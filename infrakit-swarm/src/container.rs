@@ -91,7 +91,8 @@ impl ContainerProperties {
 /// - **Events**: the engine's event stream; a container that dies is reported
 ///   [`InstanceEvent::Gone`] within milliseconds.
 /// - A container that is not running is not an instance: `describe` skips it and removes it.
-/// - `label` is unsupported: Docker cannot change a container's labels.
+/// - `label` is unsupported: Docker cannot change a container's labels (`Unsupported` for a
+///   container of this plugin, `NotFound` for any other ID).
 #[derive(Clone)]
 pub struct ContainerInstance {
     inner: Arc<Inner>,
@@ -393,7 +394,22 @@ impl Instance for ContainerInstance {
         Ok(id)
     }
 
-    async fn label(&self, _: &InstanceId, _: &Tags) -> Result<(), InstanceError> {
+    async fn label(&self, id: &InstanceId, _: &Tags) -> Result<(), InstanceError> {
+        // An unknown container (or one of another scope) is `NotFound`, as for destroy: only
+        // a container of ours is one that cannot be relabelled.
+        let c = self
+            .inner
+            .docker
+            .inspect_container(
+                id.as_str(),
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
+            .await
+            .map_err(|e| instance_error(e, Some(id)))?;
+        let labels = c.config.and_then(|c| c.labels).unwrap_or_default();
+        if labels.get(SCOPE_LABEL) != Some(&self.inner.scope) {
+            return Err(InstanceError::NotFound { id: id.clone() });
+        }
         Err(InstanceError::Unsupported {
             operation: "label: Docker cannot change the labels of an existing container".into(),
         })

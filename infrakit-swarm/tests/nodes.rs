@@ -210,3 +210,37 @@ async fn nodes_are_engines_with_fixed_ips_that_come_back_on_their_data_root() {
     );
     assert!(!std::path::Path::new(root).exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_nodes_pass_the_instance_conformance_check() {
+    use infrakit_core::testkit::{InstanceFixture, check_instance};
+    for tool in ["dockerd", "ip", "nsenter", "iptables"] {
+        require(tool);
+    }
+    // A prefix, root and subnet of its own: no collision with the other node tests.
+    let root = "/tmp/infrakit-nodes-conformance";
+    let nodes = EngineNodes::new("ikcf", root, "10.216.0.0/24").unwrap();
+    nodes.remove_all(true);
+    nodes.ensure_network().unwrap();
+    // Two free node addresses as logical IDs (nodes without one get .100 and up). A node is
+    // listed once its engine answers, which provision waits for; a provision may take as
+    // long as an engine start (up to 60 s on a loaded machine).
+    let fixture = InstanceFixture::new(serde_json::json!({}))
+        .logical_ids("10.216.0.10", "10.216.0.11")
+        .settle(Duration::from_secs(5))
+        .call_timeout(Duration::from_secs(90));
+    let start = std::time::Instant::now();
+    let report = check_instance(&nodes, &fixture).await;
+    println!(
+        "engine node conformance in {:?}:\n{report}",
+        start.elapsed()
+    );
+    let left = nodes.describe(&Tags::new(), false).await.unwrap();
+    nodes.remove_all(true);
+    assert!(report.passed(), "{report}");
+    assert!(
+        left.is_empty(),
+        "the check destroys what it creates: {left:?}"
+    );
+    assert!(!std::path::Path::new(root).exists());
+}
