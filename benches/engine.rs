@@ -174,12 +174,12 @@ fn heal(c: &mut Criterion) {
         .flavor("vanilla", flavor::Vanilla);
         let manager = Manager::builder(StaticLeadership::leader(), MemoryStore::new())
             .plugins(plugins)
-            .options(EngineOptions {
-                resync,
-                calls_per_second: None,
-                settle: Duration::from_millis(1),
-                ..EngineOptions::default()
-            })
+            .options(
+                EngineOptions::default()
+                    .resync(resync)
+                    .calls_per_second(None)
+                    .settle(Duration::from_millis(1)),
+            )
             .build();
         let mut events_rx = rt.block_on(async {
             manager.start();

@@ -110,11 +110,11 @@ fn heal(c: &mut Criterion) {
                     .instance("container", plugin.clone())
                     .flavor("vanilla", flavor::Vanilla),
             )
-            .options(EngineOptions {
-                resync: Duration::from_secs(60),
-                settle: Duration::from_millis(10),
-                ..EngineOptions::default()
-            })
+            .options(
+                EngineOptions::default()
+                    .resync(Duration::from_secs(60))
+                    .settle(Duration::from_millis(10)),
+            )
             .build();
         manager.start();
         manager.wait_leading().await;

@@ -43,11 +43,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     .instance("simulator", cloud.clone())
                     .flavor("vanilla", flavor::Vanilla),
             )
-            .options(EngineOptions {
-                resync: Duration::from_secs(3600),
-                calls_per_second: None,
-                ..EngineOptions::default()
-            })
+            .options(
+                EngineOptions::default()
+                    .resync(Duration::from_secs(3600))
+                    .calls_per_second(None),
+            )
             .build();
         let took = rt.block_on(async {
             manager.start();

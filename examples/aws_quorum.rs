@@ -154,20 +154,15 @@ async fn run() -> Result<(), Error> {
         allocation = allocation.with_attachment(ip.as_str(), Attachment::new(name, "ebs"));
     }
 
-    let ec2 = Ec2Instance::new(client.clone(), &args.scope)?.options(Ec2Options {
-        poll_interval: Duration::from_millis(500),
-        ..Ec2Options::default()
-    });
+    let ec2 = Ec2Instance::new(client.clone(), &args.scope)?
+        .options(Ec2Options::default().poll_interval(Duration::from_millis(500)));
     let manager = Manager::builder(StaticLeadership::leader(), MemoryStore::new())
         .plugins(
             Plugins::new()
                 .instance("ec2", ec2.clone())
                 .flavor("vanilla", flavor::Vanilla),
         )
-        .options(EngineOptions {
-            resync: Duration::from_secs(1),
-            ..EngineOptions::default()
-        })
+        .options(EngineOptions::default().resync(Duration::from_secs(1)))
         .build();
     manager.start();
     manager.wait_leading().await;

@@ -49,10 +49,7 @@ async fn run() -> Result<(), Error> {
                 .instance("container", plugin.clone())
                 .flavor("vanilla", flavor::Vanilla),
         )
-        .options(EngineOptions {
-            settle: Duration::from_millis(20),
-            ..EngineOptions::default()
-        })
+        .options(EngineOptions::default().settle(Duration::from_millis(20)))
         .build();
     manager.start();
     manager.wait_leading().await;

@@ -6,7 +6,8 @@
 //! and a `Flavor` (boot script and health from a greeting kept in metadata), composes a manager
 //! with `FileLeadership` and `FileStore`, converges a group of three, and heals it after an
 //! instance file is deleted "by hand". At the bottom: a unit test of the flavor with the mocks
-//! (`cargo test --example custom_controller --features mocks`).
+//! and the conformance kit run on the provider
+//! (`cargo test --example custom_controller --features mocks,testkit`).
 //!
 //! Copy this file to start your own controller.
 
@@ -48,16 +49,21 @@ impl DirInstance {
         self.dir.join(format!("{id}.json"))
     }
 
-    /// Writes atomically: a reader never sees half a file.
-    fn write(&self, record: &Record) -> Result<(), InstanceError> {
+    /// Writes atomically: a reader never sees half a file. (Async file I/O: a plugin never
+    /// blocks the runtime's workers.)
+    async fn write(&self, record: &Record) -> Result<(), InstanceError> {
         let body = serde_json::to_vec_pretty(record).map_err(|e| provider(e, false))?;
         let temp = self.dir.join(format!(".{}.tmp", record.id));
-        std::fs::write(&temp, body).map_err(|e| provider(e, true))?;
-        std::fs::rename(&temp, self.path(&record.id)).map_err(|e| provider(e, true))
+        tokio::fs::write(&temp, body)
+            .await
+            .map_err(|e| provider(e, true))?;
+        tokio::fs::rename(&temp, self.path(&record.id))
+            .await
+            .map_err(|e| provider(e, true))
     }
 
-    fn read(&self, path: &Path) -> Option<Record> {
-        serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+    async fn read(&self, path: &Path) -> Option<Record> {
+        serde_json::from_slice(&tokio::fs::read(path).await.ok()?).ok()
     }
 }
 
@@ -85,20 +91,22 @@ impl Instance for DirInstance {
         self.write(&Record {
             id: id.clone(),
             spec,
-        })?;
+        })
+        .await?;
         Ok(id)
     }
 
     async fn label(&self, id: &InstanceId, labels: &Tags) -> Result<(), InstanceError> {
         let mut record = self
             .read(&self.path(id))
+            .await
             .ok_or_else(|| InstanceError::NotFound { id: id.clone() })?;
         record.spec.tags.merge(labels);
-        self.write(&record)
+        self.write(&record).await
     }
 
     async fn destroy(&self, id: &InstanceId, _: DestroyContext) -> Result<(), InstanceError> {
-        match std::fs::remove_file(self.path(id)) {
+        match tokio::fs::remove_file(self.path(id)).await {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 Err(InstanceError::NotFound { id: id.clone() })
@@ -113,13 +121,18 @@ impl Instance for DirInstance {
         with_properties: bool,
     ) -> Result<Vec<Description>, InstanceError> {
         let mut found = Vec::new();
-        for entry in std::fs::read_dir(&self.dir).map_err(|e| provider(e, true))? {
-            let path = entry.map_err(|e| provider(e, true))?.path();
+        let mut entries = tokio::fs::read_dir(&self.dir)
+            .await
+            .map_err(|e| provider(e, true))?;
+        while let Some(entry) = entries.next_entry().await.map_err(|e| provider(e, true))? {
+            let path = entry.path();
             if path.extension().is_none_or(|x| x != "json") {
                 continue;
             }
             // A file that vanished or is half-written is simply not an instance.
-            let Some(r) = self.read(&path) else { continue };
+            let Some(r) = self.read(&path).await else {
+                continue;
+            };
             // The contract: a subset match, and a missing tag never matches.
             if r.spec.tags.contains_all(tags) {
                 found.push(Description {
@@ -208,7 +221,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let work =
         std::env::temp_dir().join(format!("infrakit-custom-controller-{}", std::process::id()));
     let instances = work.join("instances");
-    std::fs::create_dir_all(&instances)?;
+    tokio::fs::create_dir_all(&instances).await?;
 
     // Leadership and the spec live in files that several replicas could share.
     let leader_file = work.join("leader");
@@ -228,11 +241,11 @@ async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
                     },
                 ),
         )
-        .options(EngineOptions {
-            // No events from this provider: the resync is how changes are seen.
-            resync: Duration::from_millis(300),
-            ..EngineOptions::default()
-        })
+        .options(
+            EngineOptions::default()
+                // No events from this provider: the resync is how changes are seen.
+                .resync(Duration::from_millis(300)),
+        )
         .build();
     manager.start();
     let term = manager.wait_leading().await;
@@ -265,7 +278,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let victim = manager.describe(&"web".into()).await?.instances[0]
         .id
         .clone();
-    std::fs::remove_file(instances.join(format!("{victim}.json")))?;
+    tokio::fs::remove_file(instances.join(format!("{victim}.json"))).await?;
     println!("deleted {victim} by hand");
     let healed = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
@@ -285,18 +298,19 @@ async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             .map(|i| i.id.as_str())
             .collect::<Vec<_>>()
     );
-    let record: Record = serde_json::from_slice(&std::fs::read(
-        instances.join(format!("{}.json", healed.instances[2].id)),
-    )?)?;
+    let record: Record = serde_json::from_slice(
+        &tokio::fs::read(instances.join(format!("{}.json", healed.instances[2].id))).await?,
+    )?;
     println!("its boot script: {}", record.spec.init);
 
     manager.shutdown().await;
-    std::fs::remove_dir_all(&work)?;
+    tokio::fs::remove_dir_all(&work).await?;
     Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
-// 4. Unit-test the flavor with the mocks (`--features mocks`).
+// 4. Unit-test the flavor with the mocks, check the provider with the conformance kit
+//    (`--features mocks,testkit`).
 
 #[cfg(all(test, feature = "mocks"))]
 mod tests {
@@ -373,38 +387,23 @@ mod tests {
         assert!(err.to_string().contains("Name"), "{err}");
     }
 
+    /// The conformance kit checks the provider keeps the contract the engine relies on
+    /// (subset tag match, tags at creation, `NotFound` for unknown IDs, gone after destroy, ...).
+    /// This provider does not make logical IDs exclusive, so the fixture names none and those
+    /// rules are skipped.
+    #[cfg(feature = "testkit")]
     #[tokio::test]
-    async fn the_provider_matches_tags_as_a_subset() {
+    async fn the_provider_keeps_the_contract() {
+        use infrakit::testkit::{InstanceFixture, check_instance};
         let dir =
-            std::env::temp_dir().join(format!("infrakit-dirinstance-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let p = DirInstance::new(&dir);
-        let id = p
-            .provision(
-                InstanceSpec::default()
-                    .with_tag("a", "1")
-                    .with_tag("b", "2"),
-            )
-            .await
-            .unwrap();
-        assert_eq!(
-            p.describe(&Tags::new().with("a", "1"), false)
-                .await
-                .unwrap()[0]
-                .id,
-            id
-        );
-        assert!(
-            p.describe(&Tags::new().with("c", "3"), false)
-                .await
-                .unwrap()
-                .is_empty()
-        );
-        p.destroy(&id, DestroyContext::Terminate).await.unwrap();
-        assert!(matches!(
-            p.destroy(&id, DestroyContext::Terminate).await,
-            Err(InstanceError::NotFound { .. })
-        ));
-        std::fs::remove_dir_all(&dir).unwrap();
+            std::env::temp_dir().join(format!("infrakit-dir-conformance-{}", std::process::id()));
+        tokio::fs::create_dir_all(&dir).await.unwrap();
+        let report = check_instance(
+            &DirInstance::new(&dir),
+            &InstanceFixture::new(json!({"Size": "small"})),
+        )
+        .await;
+        tokio::fs::remove_dir_all(&dir).await.unwrap();
+        assert!(report.passed(), "{report}");
     }
 }

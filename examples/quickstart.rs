@@ -77,11 +77,11 @@ fn replica(name: &'static str, cloud: &Simulator, store: &MemoryStore) -> Replic
                 .instance("simulator", cloud.with_caller(name))
                 .flavor("vanilla", flavor::Vanilla),
         )
-        .options(EngineOptions {
-            resync: Duration::from_secs(2),
-            settle: Duration::from_millis(20),
-            ..EngineOptions::default()
-        })
+        .options(
+            EngineOptions::default()
+                .resync(Duration::from_secs(2))
+                .settle(Duration::from_millis(20)),
+        )
         .build();
     manager.start();
     Replica {

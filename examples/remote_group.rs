@@ -39,12 +39,12 @@ async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 
     let manager = Manager::builder(StaticLeadership::leader(), MemoryStore::new())
         .plugins(Plugins::new().fallback(Arc::new(dir.clone())))
-        .options(EngineOptions {
-            // Remote plugins send no events: the resync finds changes.
-            resync: Duration::from_millis(500),
-            settle: Duration::from_millis(20),
-            ..EngineOptions::default()
-        })
+        .options(
+            EngineOptions::default()
+                // Remote plugins send no events: the resync finds changes.
+                .resync(Duration::from_millis(500))
+                .settle(Duration::from_millis(20)),
+        )
         .build();
     manager.start();
     manager.wait_leading().await;

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 /// What kind of failure an EC2 call met.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Ec2ErrorKind {
     /// Throttled (`RequestLimitExceeded`, ...) even after the client's adaptive retries.
     Throttled,
@@ -171,6 +172,7 @@ impl From<Ec2Error> for InstanceError {
 /// assert_eq!(kind_of_code("RequestLimitExceeded"), Ec2ErrorKind::Throttled);
 /// assert_eq!(kind_of_code("InvalidAMIID.NotFound"), Ec2ErrorKind::Rejected);
 /// assert_eq!(kind_of_code("InvalidInstanceID.NotFound"), Ec2ErrorKind::NotFound);
+/// assert_eq!(kind_of_code("InvalidInstanceID.Malformed"), Ec2ErrorKind::NotFound);
 /// ```
 pub fn kind_of_code(code: &str) -> Ec2ErrorKind {
     match code {
@@ -200,7 +202,12 @@ pub fn kind_of_code(code: &str) -> Ec2ErrorKind {
         | "InvalidNetworkInterface.InUse"
         | "InvalidVolume.AttachmentInUse"
         | "InvalidAttachment.InUse" => Ec2ErrorKind::Conflict,
-        "InvalidInstanceID.NotFound" | "InvalidVolume.NotFound" => Ec2ErrorKind::NotFound,
+        // A malformed ID names no instance either: `destroy` of it is `NotFound`, as the
+        // Instance contract wants for any unknown ID.
+        "InvalidInstanceID.NotFound"
+        | "InvalidInstanceID.Malformed"
+        | "InvalidVolume.NotFound"
+        | "InvalidVolumeID.Malformed" => Ec2ErrorKind::NotFound,
         _ => Ec2ErrorKind::Rejected,
     }
 }

@@ -352,28 +352,16 @@ mod tests {
     use super::*;
     use infrakit_core::MemberStatus;
 
-    fn member(id: &str, health: Health, up_to_date: bool) -> MemberStatus {
-        MemberStatus {
-            id: id.into(),
-            logical_id: None,
-            health,
-            up_to_date,
-        }
-    }
-
     #[test]
     fn members_table_and_readiness() {
-        let d = GroupDescription {
-            members: vec![
-                member("i-1", Health::Healthy, true),
-                member("i-2", Health::Unknown, true),
-                MemberStatus {
-                    logical_id: Some("10.0.0.3".into()),
-                    ..member("i-3", Health::Healthy, false)
-                },
-            ],
-            ..GroupDescription::default()
-        };
+        let mut d = GroupDescription::default();
+        d.members = vec![
+            MemberStatus::new("i-1", Health::Healthy),
+            MemberStatus::new("i-2", Health::Unknown),
+            MemberStatus::new("i-3", Health::Healthy)
+                .with_logical_id("10.0.0.3")
+                .outdated(),
+        ];
         assert_eq!(ready(&d), 1);
         let text = members_table(&d).to_string();
         let lines: Vec<&str> = text.lines().collect();

@@ -81,11 +81,11 @@ pub async fn run(dir: PluginDir, args: RunArgs) -> anyhow::Result<()> {
 
     let manager = Manager::builder_arc(leadership, store)
         .plugins(plugins)
-        .options(EngineOptions {
-            resync: args.resync,
-            calls_per_second: (args.calls_per_second > 0).then_some(args.calls_per_second),
-            ..EngineOptions::default()
-        })
+        .options(
+            EngineOptions::default()
+                .resync(args.resync)
+                .calls_per_second((args.calls_per_second > 0).then_some(args.calls_per_second)),
+        )
         .build();
     let server = PluginServer::new()
         .group("", Arc::new(manager.clone()))

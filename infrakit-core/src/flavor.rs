@@ -91,6 +91,7 @@ pub struct Index {
 
 /// A flavor plugin failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum FlavorError {
     /// The flavor properties (or their fit with the allocation) are invalid.
     #[error(transparent)]
@@ -149,7 +150,7 @@ impl Classify for FlavorError {
 /// - `healthy` returns [`Health::Unknown`] rather than an error when it cannot tell yet.
 /// - `drain` is called before a member is destroyed; an error keeps the member.
 ///
-/// A custom flavor and its unit test with the mocks: see [`crate::mocks`] (feature `mocks`).
+/// A custom flavor and its unit test with the mocks: see the `mocks` module (feature `mocks`).
 ///
 /// ```
 /// use async_trait::async_trait;

@@ -608,6 +608,7 @@ fn validate_group_id(id: &GroupId) -> Result<(), SpecError> {
 /// On the wire: `{"Instances":[..],"Converged":true}`, plus the engine's detail (members' health,
 /// the update's state, the current plan, the last error) in fields Go clients ignore.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[non_exhaustive]
 pub struct GroupDescription {
     /// The group's members as the provider reports them.
     #[serde(
@@ -635,6 +636,7 @@ pub struct GroupDescription {
 
 /// One member in a [`GroupDescription`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct MemberStatus {
     /// The instance.
     #[serde(rename = "ID")]
@@ -650,8 +652,39 @@ pub struct MemberStatus {
     pub up_to_date: bool,
 }
 
+impl MemberStatus {
+    /// A member with this health, up to date, without a logical ID.
+    ///
+    /// ```
+    /// use infrakit_core::{Health, MemberStatus};
+    /// let m = MemberStatus::new("i-1", Health::Healthy).with_logical_id("10.0.0.3").outdated();
+    /// assert!(!m.up_to_date);
+    /// ```
+    pub fn new(id: impl Into<InstanceId>, health: crate::flavor::Health) -> Self {
+        Self {
+            id: id.into(),
+            logical_id: None,
+            health,
+            up_to_date: true,
+        }
+    }
+
+    /// Sets the logical ID.
+    pub fn with_logical_id(mut self, logical_id: impl Into<LogicalId>) -> Self {
+        self.logical_id = Some(logical_id.into());
+        self
+    }
+
+    /// Marks the member as not having the current configuration.
+    pub fn outdated(mut self) -> Self {
+        self.up_to_date = false;
+        self
+    }
+}
+
 /// A group controller call failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum GroupError {
     /// This replica does not lead; retry against the leader.
     #[error("not the leader{}", leader.as_ref().map(|l| format!(": the leader is {l}")).unwrap_or_default())]

@@ -206,6 +206,7 @@ impl fmt::Display for DestroyContext {
 /// Events are hints: a controller re-describes on every event and still resyncs periodically,
 /// so a lost or duplicated event costs latency, never correctness.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum InstanceEvent {
     /// An instance was created.
     Provisioned {
@@ -249,6 +250,7 @@ pub type InstanceEvents = BoxStream<'static, InstanceEvent>;
 
 /// An instance plugin failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum InstanceError {
     /// The properties do not fit this plugin.
     #[error(transparent)]

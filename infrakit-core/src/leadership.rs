@@ -31,6 +31,7 @@ impl fmt::Display for Term {
 
 /// Why a leadership source could not tell; the replica is then not the leader.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum LeadershipError {
     /// The source (a file, an engine, a cluster) could not be read.
     #[error("leadership source unreachable: {message}")]

@@ -5,20 +5,32 @@
 //! declared [`GroupSpec`] with what a provider really reports, and drive reality back to the
 //! spec when machines die, drift or are updated.
 //!
-//! ## Start here: a controller of your own
+//! What your `Cargo.toml` needs for everything on this page:
 //!
-//! Write a provider (an [`Instance`]), pick or write a [`Flavor`], compose a [`Manager`] with a
-//! [`Leadership`] source and a [`Store`], commit a spec: the engine converges the group and heals
-//! it. `examples/custom_controller.rs` in the repository is the complete version (instances as
-//! JSON files, [`FileLeadership`], [`FileStore`], healing a deleted file, and a unit test of its
-//! flavor with the [`mocks`]); this is its core:
+//! ```toml
+//! [dependencies]
+//! infrakit-core = "0.1"
+//! serde_json = "1"
+//! tokio = { version = "1", features = ["macros", "rt-multi-thread", "time"] }
+//!
+//! [dev-dependencies]
+//! infrakit-core = { version = "0.1", features = ["mocks", "testkit"] }
+//! ```
+//!
+//! (`#[async_trait]` is re-exported as [`infrakit_core::async_trait`](macro@async_trait), and mockall
+//! as `infrakit_core::mocks::mockall`: you do not need either crate of your own.)
+//!
+//! ## 1. Implement `Instance`: your provider
+//!
+//! An [`Instance`] plugin creates, labels, destroys and finds instances. Tags are the only
+//! inventory: set them **at creation**, and make `describe` a subset match (see the trait's
+//! contract). `examples/custom_controller.rs` in the repository is a complete one (instances as
+//! JSON files); this is the shape:
 //!
 //! ```
-//! use async_trait::async_trait;
 //! use infrakit_core::*;
-//! use serde_json::{Value, json};
+//! use serde_json::Value;
 //! use std::sync::Mutex;
-//! use std::time::Duration;
 //!
 //! /// Instances are entries in a list; a real plugin would call a cloud API.
 //! #[derive(Default)]
@@ -54,11 +66,47 @@
 //!         Ok(self.0.lock().unwrap().iter().filter(|d| d.tags.contains_all(tags)).cloned().collect())
 //!     }
 //! }
+//! ```
+//!
+//! A [`Flavor`] (application knowledge: the boot script, health, drain) is written the same
+//! way; [`flavor::Vanilla`] is the plain one. Flavors see descriptions **without** provider
+//! properties: the engine describes with `with_properties = false`, so a flavor's `healthy`
+//! must decide from the tags and logical ID.
+//!
+//! ## 2. Compose a manager
+//!
+//! A [`Manager`] runs one controller per group while its replica leads ([`Leadership`]) and
+//! keeps the specs in a [`Store`]. Commit a spec (InfraKit's JSON) and the engine converges the
+//! group and heals it:
+//!
+//! ```
+//! # use infrakit_core::*;
+//! # use serde_json::Value;
+//! # #[derive(Default)] struct Toy(std::sync::Mutex<Vec<Description>>);
+//! # #[async_trait]
+//! # impl Instance for Toy {
+//! #     async fn validate(&self, _: &Value) -> Result<(), InstanceError> { Ok(()) }
+//! #     async fn provision(&self, spec: InstanceSpec) -> Result<InstanceId, InstanceError> {
+//! #         let mut all = self.0.lock().unwrap();
+//! #         let id = InstanceId::new(format!("toy-{}", all.len()));
+//! #         all.push(Description::new(id.clone(), spec.tags));
+//! #         Ok(id)
+//! #     }
+//! #     async fn label(&self, _: &InstanceId, _: &Tags) -> Result<(), InstanceError> { Ok(()) }
+//! #     async fn destroy(&self, id: &InstanceId, _: DestroyContext) -> Result<(), InstanceError> {
+//! #         self.0.lock().unwrap().retain(|d| &d.id != id);
+//! #         Ok(())
+//! #     }
+//! #     async fn describe(&self, tags: &Tags, _: bool) -> Result<Vec<Description>, InstanceError> {
+//! #         Ok(self.0.lock().unwrap().iter().filter(|d| d.tags.contains_all(tags)).cloned().collect())
+//! #     }
+//! # }
+//! use std::time::Duration;
 //!
 //! # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
 //! let manager = Manager::builder(StaticLeadership::leader(), MemoryStore::new())
 //!     .plugins(Plugins::new().instance("toy", Toy::default()).flavor("vanilla", flavor::Vanilla))
-//!     .options(EngineOptions { resync: Duration::from_millis(100), ..EngineOptions::default() })
+//!     .options(EngineOptions::default().resync(Duration::from_millis(100)))
 //!     .build();
 //! manager.start();
 //! manager.wait_leading().await;
@@ -75,6 +123,40 @@
 //! # }).unwrap();
 //! ```
 //!
+//! **Durations in specs** (`Updating.MinHealthy`, `Updating.Deadline`, `Healing.*`) are Go's
+//! text: `"500ms"`, `"10s"`, `"5m"`, `"1h30m"`; **a bare number means seconds**. The parser is
+//! public for your own properties: [`duration`].
+//!
+//! **Engine defaults** ([`EngineOptions`]): a resync pass every 10 s (provider events trigger
+//! passes sooner), 16 provider and flavor calls in flight per group, retries after a failed pass
+//! from 200 ms doubling to 30 s (reset on success), and **at most 50 provider calls per second
+//! for all groups of a manager** (cloud APIs throttle). An embedded simulator or a local
+//! provider usually wants more: `EngineOptions::default().calls_per_second(None)` lifts the
+//! limit.
+//!
+//! **Metrics**, through the [`metrics`](https://docs.rs/metrics) facade (install any
+//! recorder, e.g. a Prometheus exporter, to see them): `infrakit_reconcile_passes_total` and
+//! `infrakit_reconcile_errors_total` (counters, label `group`), `infrakit_provider_call_seconds`
+//! (histogram, label `op`: `describe`, `provision`, `destroy`, …), `infrakit_group_members`
+//! (gauge, labels `group` and `state`: `healthy`, `unhealthy`, `unknown`, `outdated`). Every
+//! action is also a typed [`EngineEvent`] on [`Manager::events`].
+//!
+//! ## 3. Unit-test with mocks (feature `mocks`)
+//!
+//! `infrakit_core::mocks` has a mockall mock of every trait (`MockInstance`, `MockFlavor`,
+//! `MockGroup`, `MockLeadership`, `MockStore`, `MockMetadata`), with compiled examples: a
+//! custom flavor tested against a `MockMetadata`, and a provider's throttling in a
+//! `mockall::Sequence`. A `MockInstance` in a manager needs `events()` expected (or
+//! `MockInstance::without_events()`), since mockall mocks default methods too.
+//!
+//! ## 4. Check your plugin with the conformance kit (feature `testkit`)
+//!
+//! `infrakit_core::testkit::check_instance` and `check_flavor` run the contract the engine
+//! relies on against your implementation (subset tag match, a missing tag never matches, tags
+//! set at creation, exclusive logical IDs, `NotFound` on an unknown ID, gone after destroy, …)
+//! and report each broken rule by name with what was expected and seen. Call them in your own
+//! `#[tokio::test]`; the module's docs show how.
+//!
 //! ## What is here
 //!
 //! - **The model**: [`InstanceSpec`], [`Description`], [`Tags`] (the only inventory),
@@ -90,11 +172,13 @@
 //! - **Built-ins**: the [`Simulator`] provider with fault injection; [`MemoryStore`] and
 //!   [`FileStore`]; [`StaticLeadership`], [`ManualLeadership`] and [`FileLeadership`];
 //!   [`MemoryMetadata`]; the [`flavor::Vanilla`] flavor.
-//! - **Mocks** of every trait with the `mocks` feature: see `mocks`.
-
+//!
+//! ## Features
+#![doc = document_features::document_features!()]
 // Library code never unwraps a fallible value; tests may.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod duration;
 pub mod error;
 pub mod flavor;
 pub mod group;
@@ -112,7 +196,12 @@ pub mod simulator;
 mod spec_error;
 pub mod store;
 mod tags;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
+/// The attribute every plugin trait implementation needs (`#[async_trait]`), re-exported so a
+/// plugin crate does not have to name `async-trait` itself.
+pub use async_trait::async_trait;
 pub use error::{Classify, ErrorKind};
 pub use flavor::{Flavor, FlavorError, Health, Index};
 pub use group::{

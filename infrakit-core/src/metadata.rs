@@ -8,6 +8,7 @@ use std::sync::{Arc, RwLock};
 
 /// A metadata lookup failed (a missing path is not an error: it is `None`).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum MetadataError {
     /// The backend could not be reached; transient.
     #[error("metadata unavailable: {message}")]

@@ -10,6 +10,16 @@
 //! | [`Store`](crate::Store) | [`MockStore`] |
 //! | [`Metadata`](crate::Metadata) | [`MockMetadata`] |
 //!
+//! The mocks are built with the `mockall` re-exported here as [`mocks::mockall`](mockall):
+//! use it (`infrakit_core::mocks::mockall::Sequence`, `...::predicate`) rather than a
+//! `mockall` of your own, whose version may differ from ours.
+//!
+//! **Default methods are mocked too.** [`Instance::events`](crate::Instance::events) has a
+//! default (`None`: no event stream, poll), but a `MockInstance` panics on any call nobody
+//! expected, and a manager calls `events()` once per controller. Use
+//! [`MockInstance::without_events`] for a mock that answers `None` there, or expect it
+//! yourself: `mock.expect_events().returning(|| None);`.
+//!
 //! # Unit-testing a custom flavor
 //!
 //! A flavor that joins workers to a swarm with a token it reads from [`Metadata`](crate::Metadata),
@@ -103,7 +113,7 @@
 //!
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 //! let mut provider = MockInstance::new();
-//! let mut seq = mockall::Sequence::new();
+//! let mut seq = infrakit_core::mocks::mockall::Sequence::new();
 //! provider.expect_provision().times(1).in_sequence(&mut seq).returning(|_| {
 //!     Err(InstanceError::Throttled { message: "Rate exceeded".into(), retry_after: None })
 //! });
@@ -119,9 +129,30 @@
 //! # });
 //! ```
 
+/// The mockall our mocks are built with: use its `Sequence`, `predicate` and friends.
+pub use mockall;
+
 pub use crate::flavor::MockFlavor;
 pub use crate::group::MockGroup;
 pub use crate::instance::MockInstance;
 pub use crate::leadership::MockLeadership;
 pub use crate::metadata::MockMetadata;
 pub use crate::store::MockStore;
+
+impl MockInstance {
+    /// A mock provider with no event stream: `events()` answers `None` (as the trait's default
+    /// does), any number of times. Every other call still needs an expectation.
+    ///
+    /// ```
+    /// use infrakit_core::Instance;
+    /// use infrakit_core::mocks::MockInstance;
+    ///
+    /// let provider = MockInstance::without_events();
+    /// assert!(provider.events().is_none());
+    /// ```
+    pub fn without_events() -> Self {
+        let mut mock = Self::new();
+        mock.expect_events().returning(|| None);
+        mock
+    }
+}

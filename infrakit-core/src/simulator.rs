@@ -25,6 +25,7 @@ use tokio_stream::wrappers::BroadcastStream;
 
 /// One kind of simulator call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Op {
     /// `validate`.
     Validate,
@@ -59,6 +60,7 @@ impl fmt::Display for Op {
 
 /// An injected failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Fault {
     /// The provider cannot be reached (transient).
     Unavailable,
@@ -89,6 +91,7 @@ impl Fault {
 /// One call the simulator received, in order. The log is how tests assert what a controller
 /// did (e.g. "no mutation after the term ended") without sleeping.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Call {
     /// Position in the log, from 0.
     pub seq: u64,
@@ -112,6 +115,7 @@ pub struct Call {
 
 /// A simulated instance.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct SimInstance {
     /// Its ID.
     pub id: InstanceId,

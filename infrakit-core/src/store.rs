@@ -92,6 +92,7 @@ pub struct Versioned<T> {
 
 /// A store operation failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// The stored version is not the one the write expected: someone else wrote first.
     /// Reload and decide again.

@@ -14,15 +14,14 @@ use tokio::sync::broadcast;
 const WAIT: Duration = Duration::from_secs(20);
 
 fn options() -> EngineOptions {
-    EngineOptions {
-        resync: Duration::from_millis(300),
-        parallelism: 8,
-        calls_per_second: None,
-        backoff_base: Duration::from_millis(5),
-        backoff_max: Duration::from_millis(100),
-        settle: Duration::from_millis(5),
-        describe_lag: Duration::from_secs(5),
-    }
+    EngineOptions::default()
+        .resync(Duration::from_millis(300))
+        .parallelism(8)
+        .calls_per_second(None)
+        .backoff_base(Duration::from_millis(5))
+        .backoff_max(Duration::from_millis(100))
+        .settle(Duration::from_millis(5))
+        .describe_lag(Duration::from_secs(5))
 }
 
 /// A flavor whose members' health and drain outcome the test controls.

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 /// Calling a plugin failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum RpcError {
     /// No socket for this plugin name.
     #[error("plugin {name:?} not found (no socket at {path})")]
@@ -269,7 +270,8 @@ impl ToErrorObject for InstanceError {
             InstanceError::NotFound { id } => object(m, t, "not_found", json!({"ID": id})),
             InstanceError::InvalidProperties(s) => object(m, t, "invalid", spec_extra(s)),
             InstanceError::Unsupported { .. } => object(m, t, "unsupported", Value::Null),
-            InstanceError::Provider { .. } => object(m, t, "provider", Value::Null),
+            // Kinds this version does not know travel as provider errors, transient or not.
+            InstanceError::Provider { .. } | _ => object(m, t, "provider", Value::Null),
         }
     }
 }
@@ -282,7 +284,7 @@ impl ToErrorObject for FlavorError {
             FlavorError::InvalidProperties(s) => object(m, t, "invalid", spec_extra(s)),
             FlavorError::Unavailable { .. } => object(m, t, "unavailable", Value::Null),
             FlavorError::Refused { .. } => object(m, t, "refused", Value::Null),
-            FlavorError::Other { .. } => object(m, t, "other", Value::Null),
+            FlavorError::Other { .. } | _ => object(m, t, "other", Value::Null),
         }
     }
 }

@@ -227,10 +227,7 @@ async fn every_group_method_round_trips() {
                 .instance("simulator", cloud.clone())
                 .flavor("vanilla", flavor::Vanilla),
         )
-        .options(EngineOptions {
-            resync: Duration::from_millis(100),
-            ..EngineOptions::default()
-        })
+        .options(EngineOptions::default().resync(Duration::from_millis(100)))
         .build();
     manager.start();
     manager.wait_leading().await;
@@ -731,11 +728,11 @@ async fn a_manager_drives_remote_plugins_found_in_the_plugin_directory() {
     let f = simulator_plugin().await;
     let manager = Manager::builder(StaticLeadership::leader(), MemoryStore::new())
         .plugins(Plugins::new().fallback(Arc::new(f.plugins.clone())))
-        .options(EngineOptions {
-            resync: Duration::from_millis(100),
-            settle: Duration::from_millis(10),
-            ..EngineOptions::default()
-        })
+        .options(
+            EngineOptions::default()
+                .resync(Duration::from_millis(100))
+                .settle(Duration::from_millis(10)),
+        )
         .build();
     manager.start();
     manager.wait_leading().await;

@@ -15,7 +15,11 @@
 //! - [`SwarmFlavor`]: managers and workers joining with the swarm's tokens (join scripts from
 //!   templates), health from node status, drain by demote (managers) or remove (workers).
 //! - [`connect`]: a negotiated client from a `unix://` address.
-
+//! - `local_swarm` (feature `local-swarm`): a test and demo harness, the seed's self-healing
+//!   swarm on one machine (root and `docker.io` needed).
+//!
+//! ## Features
+#![doc = document_features::document_features!()]
 // Library code never unwraps a fallible value; tests may.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 

@@ -651,6 +651,7 @@ impl EngineNodes {
 
 /// Where a node's boot script stands (see [`EngineNodes::boot`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Boot {
     /// The node was provisioned without one.
     NoScript,

@@ -240,12 +240,12 @@ async fn a_controller_replaces_a_killed_container_keeping_its_ip_and_volume() {
                 .instance("container", p.clone())
                 .flavor("vanilla", flavor::Vanilla),
         )
-        .options(EngineOptions {
-            // Long resync: healing must come from the engine's events.
-            resync: Duration::from_secs(60),
-            settle: Duration::from_millis(20),
-            ..EngineOptions::default()
-        })
+        .options(
+            EngineOptions::default()
+                // Long resync: healing must come from the engine's events.
+                .resync(Duration::from_secs(60))
+                .settle(Duration::from_millis(20)),
+        )
         .build();
     manager.start();
     manager.wait_leading().await;
@@ -337,4 +337,38 @@ async fn a_controller_replaces_a_killed_container_keeping_its_ip_and_volume() {
     manager.destroy(&name.into()).await.unwrap();
     manager.shutdown().await;
     cleanup(&p, name).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containers_pass_the_instance_conformance_check() {
+    use infrakit_core::testkit::{InstanceFixture, InstanceRule, Outcome, check_instance};
+    let name = "c4";
+    let p = plugin(name, "10.213.4.0/24").await;
+    // Two free addresses of the plugin's network as logical IDs. Containers are listed as
+    // soon as they start; the settle covers a loaded engine.
+    let fixture = InstanceFixture::new(json!({"Image": image(), "Cmd": ["sleep", "3600"]}))
+        .logical_ids("10.213.4.250", "10.213.4.251")
+        .settle(Duration::from_secs(5));
+    let start = Instant::now();
+    let report = check_instance(&p, &fixture).await;
+    println!("container conformance in {:?}:\n{report}", start.elapsed());
+    let left = p.describe(&Tags::new(), false).await.unwrap();
+    cleanup(&p, name).await;
+    // The one rule containers cannot keep: Docker cannot change the labels of a container,
+    // so `label` of a live one is `Unsupported` (the engine labels only to adopt instances
+    // it did not create). It must fail for that reason and no other; every other rule holds.
+    for r in &report.results {
+        if r.rule == InstanceRule::LabelAddsTags.into() {
+            assert!(
+                matches!(&r.outcome, Outcome::Failed { seen, .. } if seen.contains("Unsupported")),
+                "label_adds_tags should fail only as Unsupported:\n{report}"
+            );
+        } else {
+            assert!(!r.outcome.is_failed(), "{report}");
+        }
+    }
+    assert!(
+        left.is_empty(),
+        "the check destroys what it creates: {left:?}"
+    );
 }

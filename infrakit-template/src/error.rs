@@ -4,6 +4,7 @@ use infrakit_core::{Classify, ErrorKind};
 
 /// Rendering a template failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum TemplateError {
     /// A template could not be fetched.
     #[error("cannot fetch {url}: {reason}")]

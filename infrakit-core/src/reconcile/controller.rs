@@ -28,7 +28,30 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 /// How the engine runs. The defaults suit a cloud provider; tests and demos shorten them.
+///
+/// | option | default |
+/// |---|---|
+/// | [`resync`](Self::resync) | 10 s |
+/// | [`parallelism`](Self::parallelism) | 16 calls per group |
+/// | [`calls_per_second`](Self::calls_per_second) | 50, for all groups of a manager |
+/// | [`backoff_base`](Self::backoff_base) / [`backoff_max`](Self::backoff_max) | 200 ms / 30 s |
+/// | [`settle`](Self::settle) | 100 ms |
+/// | [`describe_lag`](Self::describe_lag) | 60 s |
+///
+/// Built from the default with one method per option (the struct may grow):
+///
+/// ```
+/// use infrakit_core::EngineOptions;
+/// use std::time::Duration;
+///
+/// let options = EngineOptions::default()
+///     .resync(Duration::from_secs(1))
+///     .calls_per_second(None); // an embedded provider: no limit
+/// assert_eq!(options.resync, Duration::from_secs(1));
+/// assert_eq!(options.parallelism, 16);
+/// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct EngineOptions {
     /// Period of the resync pass that catches what events miss.
     pub resync: Duration,
@@ -58,6 +81,50 @@ impl Default for EngineOptions {
             settle: Duration::from_millis(100),
             describe_lag: Duration::from_secs(60),
         }
+    }
+}
+
+impl EngineOptions {
+    /// Sets the period of the resync pass.
+    pub fn resync(mut self, resync: Duration) -> Self {
+        self.resync = resync;
+        self
+    }
+
+    /// Sets how many provider and flavor calls a group has in flight at once (at least 1).
+    pub fn parallelism(mut self, parallelism: usize) -> Self {
+        self.parallelism = parallelism.max(1);
+        self
+    }
+
+    /// Sets the limit on provider calls per second for all groups; `None` lifts it.
+    pub fn calls_per_second(mut self, calls_per_second: Option<u32>) -> Self {
+        self.calls_per_second = calls_per_second;
+        self
+    }
+
+    /// Sets the first retry delay after a failed pass.
+    pub fn backoff_base(mut self, backoff_base: Duration) -> Self {
+        self.backoff_base = backoff_base;
+        self
+    }
+
+    /// Sets the longest retry delay.
+    pub fn backoff_max(mut self, backoff_max: Duration) -> Self {
+        self.backoff_max = backoff_max;
+        self
+    }
+
+    /// Sets the delay before re-observing after a pass that changed something.
+    pub fn settle(mut self, settle: Duration) -> Self {
+        self.settle = settle;
+        self
+    }
+
+    /// Sets how long a provisioned instance may stay invisible to `describe`.
+    pub fn describe_lag(mut self, describe_lag: Duration) -> Self {
+        self.describe_lag = describe_lag;
+        self
     }
 }
 

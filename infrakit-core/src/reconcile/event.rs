@@ -7,6 +7,7 @@ use std::time::Duration;
 
 /// Why a reconcile pass runs: one closed set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Trigger {
     /// The periodic resync, which catches whatever events missed.
     Resync,
@@ -23,6 +24,7 @@ pub enum Trigger {
 /// Everything the engine does, as typed events on a broadcast channel (for logs, metrics,
 /// progress bars and tests). See [`Manager::events`](crate::manager::Manager::events).
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum EngineEvent {
     /// This replica leads, in this term; controllers start.
     LeadershipGained {

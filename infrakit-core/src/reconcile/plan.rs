@@ -95,6 +95,7 @@ pub struct PlanInput<'a> {
 
 /// Why an action is taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum Cause {
     /// A scaled group has fewer members than its size.
     ScaleUp,
@@ -134,6 +135,7 @@ impl fmt::Display for Cause {
 
 /// One step of a plan.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Action {
     /// Create a member (with the group's current configuration).
     Provision {
@@ -166,6 +168,7 @@ pub enum Action {
 /// On the wire: `{"State":"rolling","Outdated":2}`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "State", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum UpdateProgress {
     /// Every member has the current configuration.
     UpToDate,
