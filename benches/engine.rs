@@ -1,7 +1,6 @@
 //! Engine benchmarks: planning at scale, and heal latency on the simulator (events vs polling).
 #![allow(missing_docs)]
 
-use async_trait::async_trait;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use infrakit::reconcile::{EngineEvent, InFlight, Member, PlanInput, UpdateClock, plan};
 use infrakit::*;

@@ -11,7 +11,6 @@
 //!
 //! Copy this file to start your own controller.
 
-use async_trait::async_trait;
 use infrakit::*;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};

@@ -283,6 +283,10 @@ impl PluginSpec {
 /// assert_eq!(p.max_unavailable, 0);
 /// assert_eq!(p.deadline, Some(std::time::Duration::from_secs(300)));
 /// ```
+///
+/// Durations (`MinHealthy`, `Deadline`) are Go text such as `"30s"` or `"5m"`; a bare number
+/// means seconds ([`crate::duration`]). Defaults: surge 1, unavailable 0, no minimum healthy
+/// time, a 10-minute deadline.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct UpdatePolicy {
@@ -327,6 +331,9 @@ impl Default for UpdatePolicy {
 /// assert_eq!(p.replace_unknown_after, Some(Duration::from_secs(90)));
 /// assert_eq!(HealingPolicy::default().replace_unknown_after, None);
 /// ```
+///
+/// Durations are Go text such as `"90s"` or `"2m"`; a bare number means seconds
+/// ([`crate::duration`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(default)]
 pub struct HealingPolicy {

@@ -243,13 +243,7 @@ impl<'a, I: Instance + ?Sized> Run<'a, I> {
         let id = self.provision(self.spec(&tags)).await?;
         let with_b = own.clone().with(B_TAG, "b");
         for query in [own, with_b, Tags::new()] {
-            self.poll(&query, |found| {
-                if found.iter().any(|d| d.id == id) {
-                    Ok(())
-                } else {
-                    Err(not_listed(&id, found))
-                }
-            })
+            self.poll(&query, |found| listed(&id, found))
             .await
             .map_err(|seen| {
                 Outcome::failed(
@@ -516,24 +510,18 @@ impl<'a, I: Instance + ?Sized> Run<'a, I> {
     async fn provision_visible(&mut self, spec: &InstanceSpec) -> Step<InstanceId> {
         let id = self.provision(spec.clone()).await?;
         let tags = &spec.tags;
-        self.poll(tags, |found| {
-            if found.iter().any(|d| d.id == id) {
-                Ok(())
-            } else {
-                Err(not_listed(&id, found))
-            }
-        })
-        .await
-        .map_err(|seen| {
-            Outcome::failed(
-                format!(
-                    "describe({}) to list the new instance {id} within {:?} (a precondition)",
-                    show_tags(tags),
-                    self.fixture.settle
-                ),
-                seen,
-            )
-        })?;
+        self.poll(tags, |found| listed(&id, found))
+            .await
+            .map_err(|seen| {
+                Outcome::failed(
+                    format!(
+                        "describe({}) to list the new instance {id} within {:?} (a precondition)",
+                        show_tags(tags),
+                        self.fixture.settle
+                    ),
+                    seen,
+                )
+            })?;
         Ok(id)
     }
 
@@ -662,6 +650,15 @@ fn show_ids(ids: &[&InstanceId]) -> String {
 }
 
 /// "Not listed" with what was listed instead (the first few).
+/// `Ok` when `found` lists `id`, else what was listed instead.
+fn listed(id: &InstanceId, found: &[Description]) -> Result<(), String> {
+    if found.iter().any(|d| &d.id == id) {
+        Ok(())
+    } else {
+        Err(not_listed(id, found))
+    }
+}
+
 fn not_listed(id: &InstanceId, found: &[Description]) -> String {
     const SHOWN: usize = 3;
     if found.is_empty() {
