@@ -85,7 +85,7 @@ pub async fn start(
         .await
         .with_context(|| format!("built-in {kind}"))?;
     let server = builtin
-        .serve(PluginServer::new())
+        .serve(PluginServer::new().latest_names())
         .serve(&socket)
         .await
         .with_context(|| format!("serve {kind} on {}", socket.display()))?;

@@ -335,4 +335,134 @@ mod tests {
             "{e}"
         );
     }
+
+    /// A Go v0.4.1 group plugin (`rpc/group/types.go` of that release: `CommitGroup` answers
+    /// `{"Details"}`, `FreeGroup` `{"OK": true}`, no `Size`/`SetSize`/`DestroyInstances`, no
+    /// metadata, `Handshake.Implements` only), answering raw HTTP like the Go binary.
+    fn go_v041_group(socket: &Path) -> std::sync::Arc<std::sync::Mutex<Vec<String>>> {
+        use serde_json::json;
+        use std::io::{Read, Write};
+        let listener = std::os::unix::net::UnixListener::bind(socket).unwrap();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            let mut size = 3u64;
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let body = loop {
+                    let n = stream.read(&mut chunk).unwrap_or(0);
+                    if n == 0 {
+                        break None;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buf[..p]).to_ascii_lowercase();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .map_or(0, |v| v.trim().parse().unwrap());
+                    if buf.len() >= p + 4 + len {
+                        break Some(buf[p + 4..p + 4 + len].to_vec());
+                    }
+                };
+                let Some(body) = body else { continue };
+                let req: Value = serde_json::from_slice(&body).unwrap();
+                let method = req["method"].as_str().unwrap().to_owned();
+                log.lock().unwrap().push(method.clone());
+                let spec = |n: u64| {
+                    json!({"ID": "workers", "Properties": {"Allocation": {"Size": n},
+                        "Instance": {"Plugin": "sim", "Properties": {}},
+                        "Flavor": {"Plugin": "vanilla", "Properties": {}}}})
+                };
+                let answer = match method.as_str() {
+                    "Handshake.Implements" => {
+                        json!({"result": {"APIs": [{"Name": "Group", "Version": "0.1.0"}]}})
+                    }
+                    "Group.CommitGroup" => {
+                        size = req["params"]["Spec"]["Properties"]["Allocation"]["Size"]
+                            .as_u64()
+                            .unwrap_or(size);
+                        json!({"result": {"Details": "Managing"}})
+                    }
+                    "Group.FreeGroup" | "Group.DestroyGroup" => json!({"result": {"OK": true}}),
+                    "Group.InspectGroups" => json!({"result": {"Groups": [spec(size)]}}),
+                    other => json!({"error": {"code": -32000,
+                        "message": format!("rpc: can't find method \"{other}\""), "data": null}}),
+                };
+                let mut answer = answer;
+                answer["jsonrpc"] = json!("2.0");
+                answer["id"] = req["id"].clone();
+                let out = serde_json::to_vec(&answer).unwrap();
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    out.len()
+                );
+                let _ = stream.write_all(head.as_bytes());
+                let _ = stream.write_all(&out);
+            }
+        });
+        seen
+    }
+
+    /// `manager commit`, `group scale` and `group free` against a v0.4.1 group plugin: each
+    /// change is reported as done (it was), the size is read from the spec, and
+    /// `destroy-instances` is refused naming the plugin's generation.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_v041_group_plugin_is_managed_without_false_failures() {
+        use infrakit_core::{Group, GroupSpec};
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = PluginDir::new(tmp.path());
+        let seen = go_v041_group(&dir.socket("group"));
+        let replica = Manager::new(dir.clone(), "group", Duration::from_secs(10));
+        assert_eq!(replica.status_at(&dir.socket("group")).await.unwrap(), None);
+        let spec: GroupSpec = serde_json::from_value(serde_json::json!({"ID": "workers",
+            "Properties": {"Allocation": {"Size": 3},
+                "Instance": {"Plugin": "sim", "Properties": {}},
+                "Flavor": {"Plugin": "vanilla", "Properties": {}}}}))
+        .unwrap();
+        let plan = replica
+            .on_leader(|g| {
+                let spec = spec.clone();
+                async move { g.commit(spec, false).await }
+            })
+            .await
+            .unwrap();
+        assert_eq!(plan, "Managing");
+        let id = infrakit_core::GroupId::new("workers");
+        assert_eq!(replica.reader().await.unwrap().size(&id).await.unwrap(), 3);
+        replica
+            .on_leader(|g| {
+                let id = id.clone();
+                async move { g.set_size(&id, 5).await }
+            })
+            .await
+            .unwrap();
+        assert_eq!(replica.reader().await.unwrap().size(&id).await.unwrap(), 5);
+        replica
+            .on_leader(|g| {
+                let id = id.clone();
+                async move { g.free(&id).await }
+            })
+            .await
+            .unwrap();
+        let e = replica
+            .on_leader(|g| {
+                let id = id.clone();
+                async move { g.destroy_instances(&id, &["i-1".into()]).await }
+            })
+            .await
+            .unwrap_err();
+        assert!(format!("{e:#}").contains("Group/0.1.0"), "{e:#}");
+        let seen = seen.lock().unwrap().clone();
+        assert!(
+            !seen
+                .iter()
+                .any(|m| m == "Group.SetSize" || m == "Group.DestroyInstances"),
+            "{seen:?}"
+        );
+    }
 }

@@ -302,9 +302,21 @@ impl Client {
     }
 }
 
-/// Whether a plugin listing `subtypes` serves `subtype` (an empty one picks a lone subtype).
+/// Whether a plugin listing `subtypes` serves `subtype` (an empty one picks a lone subtype;
+/// the latest Go generation names an unnamed object `"."`).
 fn serves(subtypes: &[String], subtype: &str) -> bool {
-    subtypes.iter().any(|s| s == subtype) || (subtype.is_empty() && subtypes.len() == 1)
+    let unnamed = |s: &str| s.is_empty() || s == ".";
+    subtypes
+        .iter()
+        .any(|s| s == subtype || (unnamed(s) && unnamed(subtype)))
+        || (subtype.is_empty() && subtypes.len() == 1)
+}
+
+/// Whether a call failed because the plugin has no such method (JSON-RPC -32601, or what Go's
+/// `net/rpc` answers: `rpc: can't find method "Group.Size"`).
+fn missing_method(e: &RpcError) -> bool {
+    matches!(e, RpcError::Remote { code, message, .. }
+        if *code == code::METHOD_NOT_FOUND || message.contains("can't find method"))
 }
 
 fn describe(i: &Implements) -> String {
@@ -547,7 +559,14 @@ impl Flavor for RemoteFlavor {
     }
 }
 
-/// A group plugin (a manager) in another process.
+/// A group plugin (a manager) in another process, of either Go generation.
+///
+/// The generation comes from the handshake: `Group/0.1.1` (latest, and infrakit-rs) has every
+/// method; `Group/0.1.0` (Go v0.4) answers commits with only `{"Details"}`, frees and destroys
+/// with `{"OK": true}`, and has no `Size`, `SetSize` or `DestroyInstances`. Against it, the
+/// size is read from `InspectGroups`, a new size is committed as a changed spec, and
+/// destroying given instances is refused with [`RpcError::Unsupported`] (as a
+/// [`GroupError::Other`] naming the generation) rather than guessed at.
 #[derive(Debug, Clone)]
 pub struct RemoteGroup {
     client: Client,
@@ -563,11 +582,27 @@ impl RemoteGroup {
         }
     }
 
-    async fn ready(&self) -> Result<(), GroupError> {
-        Ok(self
-            .client
+    /// The Group version the plugin announced (`"0.1.1"` or `"0.1.0"`), after checking it is
+    /// one we speak.
+    pub async fn generation(&self) -> Result<String, GroupError> {
+        self.client
             .check("Group", &[versions::GROUP, versions::GROUP_OLD], &self.name)
-            .await?)
+            .await?;
+        let implements = self.client.implements().await?;
+        Ok(implements
+            .interfaces
+            .get("Group")
+            .map(|(v, _)| v.clone())
+            .unwrap_or_default())
+    }
+
+    async fn ready(&self) -> Result<(), GroupError> {
+        self.generation().await.map(drop)
+    }
+
+    /// True for a Group/0.1.0 (Go v0.4) plugin.
+    async fn older(&self) -> Result<bool, GroupError> {
+        Ok(self.generation().await? == versions::GROUP_OLD)
     }
 
     fn id_req(&self, id: &GroupId) -> GroupIdReq {
@@ -576,12 +611,52 @@ impl RemoteGroup {
             id: id.clone(),
         }
     }
+
+    fn unsupported(&self, method: &str, reason: &str) -> GroupError {
+        RpcError::Unsupported {
+            plugin: self.client.name().to_owned(),
+            interface: "Group".into(),
+            version: versions::GROUP_OLD.into(),
+            method: method.to_owned(),
+            reason: reason.to_owned(),
+        }
+        .into()
+    }
+
+    /// The stored spec of `id`, from `InspectGroups` (what Group/0.1.0 offers).
+    async fn inspected(&self, id: &GroupId) -> Result<GroupSpec, GroupError> {
+        self.inspect()
+            .await?
+            .into_iter()
+            .find(|s| &s.id == id)
+            .ok_or_else(|| GroupError::UnknownGroup { id: id.clone() })
+    }
+
+    async fn size_from_spec(&self, id: &GroupId) -> Result<u32, GroupError> {
+        let spec = self.inspected(id).await?;
+        Ok(u32::try_from(spec.allocation.target_size()).unwrap_or(u32::MAX))
+    }
+
+    /// Sets the size by committing the changed spec (Group/0.1.0 has no `SetSize`).
+    async fn set_size_by_commit(&self, id: &GroupId, size: u32) -> Result<(), GroupError> {
+        let mut spec = self.inspected(id).await?;
+        if spec.allocation.is_quorum() {
+            return Err(infrakit_core::SpecError::new(
+                "Properties.Allocation",
+                "a quorum group's size is its list of logical IDs: commit a new spec",
+            )
+            .into());
+        }
+        spec.allocation = Allocation::Size(size);
+        self.commit(spec, false).await.map(drop)
+    }
 }
 
 #[async_trait]
 impl Group for RemoteGroup {
     async fn commit(&self, spec: GroupSpec, pretend: bool) -> Result<String, GroupError> {
         self.ready().await?;
+        // Group/0.1.0 answers `{"Details": ".."}` only: `ID` is optional.
         let r: CommitResp = self
             .client
             .call(
@@ -598,7 +673,7 @@ impl Group for RemoteGroup {
 
     async fn free(&self, id: &GroupId) -> Result<(), GroupError> {
         self.ready().await?;
-        let _: GroupIdReq = self
+        let _: GroupAck = self
             .client
             .call("Group.FreeGroup", &self.id_req(id))
             .await?;
@@ -607,7 +682,7 @@ impl Group for RemoteGroup {
 
     async fn destroy(&self, id: &GroupId) -> Result<(), GroupError> {
         self.ready().await?;
-        let _: GroupIdReq = self
+        let _: GroupAck = self
             .client
             .call("Group.DestroyGroup", &self.id_req(id))
             .await?;
@@ -638,31 +713,55 @@ impl Group for RemoteGroup {
     }
 
     async fn destroy_instances(&self, id: &GroupId, ids: &[InstanceId]) -> Result<(), GroupError> {
-        self.ready().await?;
+        const REASON: &str = "destroy the instances through their instance plugin, or lower the size and let the group scale in";
+        if self.older().await? {
+            return Err(self.unsupported("Group.DestroyInstances", REASON));
+        }
         let req = DestroyInstancesReq {
             name: self.name.clone(),
             id: id.clone(),
             instances: Some(ids.to_vec()),
         };
-        let _: GroupIdReq = self.client.call("Group.DestroyInstances", &req).await?;
-        Ok(())
+        match self
+            .client
+            .call::<_, GroupAck>("Group.DestroyInstances", &req)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if missing_method(&e) => Err(self.unsupported("Group.DestroyInstances", REASON)),
+            Err(e) => Err(e.into()),
+        }
     }
 
     async fn size(&self, id: &GroupId) -> Result<u32, GroupError> {
-        self.ready().await?;
-        let r: SizeMsg = self.client.call("Group.Size", &self.id_req(id)).await?;
-        Ok(r.size)
+        if self.older().await? {
+            return self.size_from_spec(id).await;
+        }
+        match self
+            .client
+            .call::<_, SizeMsg>("Group.Size", &self.id_req(id))
+            .await
+        {
+            Ok(r) => Ok(r.size),
+            Err(e) if missing_method(&e) => self.size_from_spec(id).await,
+            Err(e) => Err(e.into()),
+        }
     }
 
     async fn set_size(&self, id: &GroupId, size: u32) -> Result<(), GroupError> {
-        self.ready().await?;
+        if self.older().await? {
+            return self.set_size_by_commit(id, size).await;
+        }
         let req = SizeMsg {
             name: self.name.clone(),
             id: id.clone(),
             size,
         };
-        let _: GroupIdReq = self.client.call("Group.SetSize", &req).await?;
-        Ok(())
+        match self.client.call::<_, GroupAck>("Group.SetSize", &req).await {
+            Ok(_) => Ok(()),
+            Err(e) if missing_method(&e) => self.set_size_by_commit(id, size).await,
+            Err(e) => Err(e.into()),
+        }
     }
 }
 
@@ -683,39 +782,62 @@ impl RemoteMetadata {
     }
 }
 
+impl RemoteMetadata {
+    /// The request for `path`, in the generation the plugin speaks: Metadata/0.1.1 selects by
+    /// the full plugin name in `Name` and lists with `Metadata.Keys`; 0.1.0 selects by `Type`
+    /// and lists with `Metadata.List`. Returns (list method, params).
+    async fn request(&self, path: &str) -> Result<(&'static str, PathReq), MetadataError> {
+        self.client
+            .check(
+                "Metadata",
+                &[versions::METADATA, versions::METADATA_LATEST],
+                &self.subtype,
+            )
+            .await?;
+        let implements = self.client.implements().await?;
+        let latest = implements
+            .interfaces
+            .get("Metadata")
+            .is_some_and(|(v, _)| v == versions::METADATA_LATEST);
+        let path = segments(path);
+        Ok(if latest {
+            let name = if self.subtype.is_empty() {
+                self.client.name().to_owned()
+            } else {
+                format!("{}/{}", self.client.name(), self.subtype)
+            };
+            (
+                "Metadata.Keys",
+                PathReq {
+                    kind: None,
+                    name: Some(name),
+                    path,
+                },
+            )
+        } else {
+            (
+                "Metadata.List",
+                PathReq {
+                    kind: Some(self.subtype.clone()),
+                    name: None,
+                    path,
+                },
+            )
+        })
+    }
+}
+
 #[async_trait]
 impl Metadata for RemoteMetadata {
     async fn get(&self, path: &str) -> Result<Option<Value>, MetadataError> {
-        self.client
-            .check("Metadata", &[versions::METADATA], &self.subtype)
-            .await?;
-        let r: GetResp = self
-            .client
-            .call(
-                "Metadata.Get",
-                &PathReq {
-                    kind: self.subtype.clone(),
-                    path: segments(path),
-                },
-            )
-            .await?;
+        let (_, req) = self.request(path).await?;
+        let r: GetResp = self.client.call("Metadata.Get", &req).await?;
         Ok((!r.value.is_null()).then_some(r.value))
     }
 
     async fn list(&self, path: &str) -> Result<Vec<String>, MetadataError> {
-        self.client
-            .check("Metadata", &[versions::METADATA], &self.subtype)
-            .await?;
-        let r: ListResp = self
-            .client
-            .call(
-                "Metadata.List",
-                &PathReq {
-                    kind: self.subtype.clone(),
-                    path: segments(path),
-                },
-            )
-            .await?;
+        let (method, req) = self.request(path).await?;
+        let r: ListResp = self.client.call(method, &req).await?;
         Ok(r.nodes.unwrap_or_default())
     }
 }

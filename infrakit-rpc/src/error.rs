@@ -66,6 +66,21 @@ pub enum RpcError {
         /// Extra data.
         data: Value,
     },
+    /// The plugin's generation of the interface has no such method, and nothing it has can
+    /// do the same honestly.
+    #[error("plugin {plugin:?} speaks {interface}/{version}, which has no {method}: {reason}")]
+    Unsupported {
+        /// The plugin.
+        plugin: String,
+        /// The interface.
+        interface: String,
+        /// The version the plugin announced.
+        version: String,
+        /// The method it lacks.
+        method: String,
+        /// What to do instead.
+        reason: String,
+    },
     /// The answer is not a JSON-RPC response we understand.
     #[error("bad response from {plugin:?} to {method}: {message}")]
     Protocol {

@@ -6,10 +6,13 @@
 //! v0.4/v0.5).
 //!
 //! - [`PluginServer`] serves any `Arc<dyn Instance>`, `Arc<dyn Flavor>`, `Arc<dyn Group>` and
-//!   `Arc<dyn Metadata>` on a socket, under subtypes.
+//!   `Arc<dyn Metadata>` on a socket, under subtypes, resolves Go master's `Name` selectors
+//!   like Go's keyed lookup, and can serve the Go `Manager` interface (`Manager/0.1.0` for
+//!   v0.4.1 CLIs, `Stack/0.1.1` for master's) over a [`ManagerStatus`].
 //! - [`RemoteInstance`], [`RemoteFlavor`], [`RemoteGroup`], [`RemoteMetadata`] implement the
 //!   core traits by calling a socket, so the engine drives a remote plugin exactly like a local
-//!   one.
+//!   one; [`RemoteGroup`] and [`RemoteMetadata`] speak whichever generation the handshake
+//!   announces (Group/0.1.0 or 0.1.1, Metadata/0.1.0 or 0.1.1).
 //! - [`PluginDir`] finds plugins by name in `$INFRAKIT_PLUGINS_DIR` and resolves a group spec's
 //!   `"Plugin": "name/subtype"` for a manager ([`infrakit_core::PluginResolver`]).
 //!
@@ -55,4 +58,4 @@ pub mod wire;
 pub use client::{Client, Implements, RemoteFlavor, RemoteGroup, RemoteInstance, RemoteMetadata};
 pub use discovery::{PLUGINS_DIR_ENV, PluginDir};
 pub use error::RpcError;
-pub use server::{DEFAULT_MAX_BODY, PluginServer, ServerHandle};
+pub use server::{DEFAULT_MAX_BODY, ManagerStatus, PluginServer, ServerHandle};

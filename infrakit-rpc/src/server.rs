@@ -25,7 +25,15 @@ use tokio::task::JoinHandle;
 pub const DEFAULT_MAX_BODY: usize = 16 * 1024 * 1024;
 
 /// Serves instance, flavor, group and metadata plugins on one Unix socket, each under a
-/// subtype (the `Type` of a call, `""` for none; groups are selected by `Name`).
+/// subtype (the `Type` of a call, `""` for none), and optionally the Go `Manager` interface
+/// ([`manager`](Self::manager)).
+///
+/// A call that names its object by `Name` instead of `Type` (groups always; metadata and the
+/// others from Go master's clients, which send the full plugin name, e.g. `"group"` or
+/// `"group/workers"`) is resolved like Go's keyed lookup (`pkg/rpc/internal/keyed.go`):
+/// an exact subtype match first, then `lookup/type` — an empty type with a single object
+/// served means that object, an empty type otherwise the unnamed one (`""`, Go's `"."`), then
+/// the type as a subtype. A group name nothing else resolves reaches a lone group object.
 ///
 /// Answers both handshakes (`Handshake.Hello`, `Handshake.Implements`) and both generations'
 /// params. Errors of the plugins travel as code -32000 with their message, as Go plugins do.
@@ -50,7 +58,29 @@ pub struct PluginServer {
     flavors: BTreeMap<String, Arc<dyn Flavor>>,
     groups: BTreeMap<String, Arc<dyn Group>>,
     metadata: BTreeMap<String, Arc<dyn Metadata>>,
+    manager: Option<Arc<dyn ManagerStatus>>,
+    latest_names: bool,
     max_body: Option<usize>,
+}
+
+/// What the `Manager` interface says about a replica's leadership (`Manager.IsLeader`,
+/// `Manager.LeaderLocation`); see [`PluginServer::manager`].
+///
+/// ```
+/// use infrakit_rpc::ManagerStatus;
+/// struct AlwaysLeads;
+/// impl ManagerStatus for AlwaysLeads {
+///     fn is_leader(&self) -> bool { true }
+///     fn leader_location(&self) -> Option<String> { Some("/run/infrakit/plugins/group".into()) }
+/// }
+/// ```
+pub trait ManagerStatus: Send + Sync {
+    /// Whether this replica leads right now.
+    fn is_leader(&self) -> bool;
+
+    /// Where the leader is (a socket path, a socket name or a URL), when known; a leader
+    /// answers its own location.
+    fn leader_location(&self) -> Option<String>;
 }
 
 impl std::fmt::Debug for PluginServer {
@@ -60,6 +90,8 @@ impl std::fmt::Debug for PluginServer {
             .field("flavors", &self.flavors.keys().collect::<Vec<_>>())
             .field("groups", &self.groups.keys().collect::<Vec<_>>())
             .field("metadata", &self.metadata.keys().collect::<Vec<_>>())
+            .field("manager", &self.manager.is_some())
+            .field("latest_names", &self.latest_names)
             .finish()
     }
 }
@@ -122,6 +154,31 @@ impl PluginServer {
     #[must_use]
     pub fn metadata(mut self, subtype: &str, plugin: Arc<dyn Metadata>) -> Self {
         self.metadata.insert(subtype.to_owned(), plugin);
+        self
+    }
+
+    /// Serves the `Manager` interface that Go CLIs look for on a manager's socket, in both
+    /// generations: `Manager/0.1.0` (v0.4.1) and `Stack/0.1.1` (master; its methods are still
+    /// named `Manager.*`), as one object named `"."`.
+    ///
+    /// `Manager.IsLeader` and `Manager.LeaderLocation` answer from `status`; `Manager.Specs`,
+    /// `Manager.Inspect` and `Manager.Enforce` map onto the group plugin served here (the one
+    /// an unnamed call resolves to): its specs, each group's description, and a commit of each
+    /// `kind: group` spec (groups missing from the list are left alone). `Manager.Terminate`
+    /// is refused, as Go's manager refuses it: destroy groups with `Group.DestroyGroup`.
+    #[must_use]
+    pub fn manager(mut self, status: Arc<dyn ManagerStatus>) -> Self {
+        self.manager = Some(status);
+        self
+    }
+
+    /// Announces objects the way the latest Go generation does: an unnamed object is named
+    /// `"."` in `Handshake.Hello` (master's `plugin ls` shows `group/` for `""`), and the
+    /// metadata interface is announced at `Metadata/0.1.1` as well as `0.1.0`. Both
+    /// generations' calls are served either way; this only changes what the handshakes list.
+    #[must_use]
+    pub fn latest_names(mut self) -> Self {
+        self.latest_names = true;
         self
     }
 
@@ -253,12 +310,15 @@ impl PluginServer {
     }
 
     async fn dispatch(&self, method: &str, params: Value) -> Result<Value, ErrorObject> {
+        // Instance and flavor calls select by `Type`; a caller that sends only the plugin's
+        // full `Name` (Go master style) is resolved by Go's keyed lookup.
+        let selector = Selector::of(&params);
         match method {
             "Handshake.Hello" => Ok(self.hello()),
             "Handshake.Implements" => Ok(self.implements()),
             "Instance.Validate" => {
                 let r: ValidateReq = decode(params)?;
-                let p = pick(&self.instances, &r.kind, "instance")?;
+                let p = selector.pick(&self.instances, "instance")?;
                 p.validate(&r.properties)
                     .await
                     .map_err(|e| e.to_error_object())?;
@@ -269,7 +329,7 @@ impl PluginServer {
             }
             "Instance.Provision" => {
                 let r: ProvisionReq = decode(params)?;
-                let p = pick(&self.instances, &r.kind, "instance")?;
+                let p = selector.pick(&self.instances, "instance")?;
                 let id = p.provision(r.spec).await.map_err(|e| e.to_error_object())?;
                 ok(&ProvisionResp {
                     kind: r.kind,
@@ -278,7 +338,7 @@ impl PluginServer {
             }
             "Instance.Label" => {
                 let r: LabelReq = decode(params)?;
-                let p = pick(&self.instances, &r.kind, "instance")?;
+                let p = selector.pick(&self.instances, "instance")?;
                 p.label(&r.instance, &r.labels.unwrap_or_default())
                     .await
                     .map_err(|e| e.to_error_object())?;
@@ -289,7 +349,7 @@ impl PluginServer {
             }
             "Instance.Destroy" => {
                 let r: DestroyReq = decode(params)?;
-                let p = pick(&self.instances, &r.kind, "instance")?;
+                let p = selector.pick(&self.instances, "instance")?;
                 let context = r
                     .context
                     .unwrap_or(infrakit_core::DestroyContext::Terminate);
@@ -303,7 +363,7 @@ impl PluginServer {
             }
             "Instance.DescribeInstances" => {
                 let r: DescribeReq = decode(params)?;
-                let p = pick(&self.instances, &r.kind, "instance")?;
+                let p = selector.pick(&self.instances, "instance")?;
                 let found = p
                     .describe(&r.tags.unwrap_or_default(), r.properties)
                     .await
@@ -315,7 +375,7 @@ impl PluginServer {
             }
             "Flavor.Validate" => {
                 let r: ValidateReq = decode(params)?;
-                let p = pick(&self.flavors, &r.kind, "flavor")?;
+                let p = selector.pick(&self.flavors, "flavor")?;
                 let allocation: Allocation = r.allocation.unwrap_or_default().into();
                 p.validate(&r.properties, &allocation)
                     .await
@@ -327,7 +387,7 @@ impl PluginServer {
             }
             "Flavor.Prepare" => {
                 let r: PrepareReq = decode(params)?;
-                let p = pick(&self.flavors, &r.kind, "flavor")?;
+                let p = selector.pick(&self.flavors, "flavor")?;
                 let spec = p
                     .prepare(
                         &r.properties,
@@ -341,7 +401,7 @@ impl PluginServer {
             }
             "Flavor.Healthy" => {
                 let r: InstanceReq = decode(params)?;
-                let p = pick(&self.flavors, &r.kind, "flavor")?;
+                let p = selector.pick(&self.flavors, "flavor")?;
                 let health = p
                     .healthy(&r.properties, &r.instance)
                     .await
@@ -353,7 +413,7 @@ impl PluginServer {
             }
             "Flavor.Drain" => {
                 let r: InstanceReq = decode(params)?;
-                let p = pick(&self.flavors, &r.kind, "flavor")?;
+                let p = selector.pick(&self.flavors, "flavor")?;
                 p.drain(&r.properties, &r.instance)
                     .await
                     .map_err(|e| e.to_error_object())?;
@@ -364,7 +424,7 @@ impl PluginServer {
             }
             "Group.CommitGroup" => {
                 let r: CommitReq = decode(params)?;
-                let p = pick(&self.groups, &r.name, "group")?;
+                let p = self.group_named(&r.name)?;
                 let id = r.spec.id.clone();
                 let details = p
                     .commit(r.spec, r.pretend)
@@ -372,13 +432,13 @@ impl PluginServer {
                     .map_err(|e| e.to_error_object())?;
                 ok(&CommitResp {
                     name: r.name,
-                    id,
+                    id: Some(id),
                     details,
                 })
             }
             "Group.FreeGroup" | "Group.DestroyGroup" => {
                 let r: GroupIdReq = decode(params)?;
-                let p = pick(&self.groups, &r.name, "group")?;
+                let p = self.group_named(&r.name)?;
                 let result = if method == "Group.FreeGroup" {
                     p.free(&r.id).await
                 } else {
@@ -389,17 +449,17 @@ impl PluginServer {
             }
             "Group.DescribeGroup" => {
                 let r: GroupIdReq = decode(params)?;
-                let p = pick(&self.groups, &r.name, "group")?;
+                let p = self.group_named(&r.name)?;
                 let description = p.describe(&r.id).await.map_err(|e| e.to_error_object())?;
                 ok(&DescribeGroupResp {
                     name: r.name,
-                    id: r.id,
+                    id: Some(r.id),
                     description,
                 })
             }
             "Group.InspectGroups" => {
                 let r: NameReq = decode(params)?;
-                let p = pick(&self.groups, &r.name, "group")?;
+                let p = self.group_named(&r.name)?;
                 let groups = p.inspect().await.map_err(|e| e.to_error_object())?;
                 ok(&InspectResp {
                     name: r.name,
@@ -408,7 +468,7 @@ impl PluginServer {
             }
             "Group.DestroyInstances" => {
                 let r: DestroyInstancesReq = decode(params)?;
-                let p = pick(&self.groups, &r.name, "group")?;
+                let p = self.group_named(&r.name)?;
                 p.destroy_instances(&r.id, r.instances.as_deref().unwrap_or_default())
                     .await
                     .map_err(|e| e.to_error_object())?;
@@ -419,7 +479,7 @@ impl PluginServer {
             }
             "Group.Size" => {
                 let r: GroupIdReq = decode(params)?;
-                let p = pick(&self.groups, &r.name, "group")?;
+                let p = self.group_named(&r.name)?;
                 let size = p.size(&r.id).await.map_err(|e| e.to_error_object())?;
                 ok(&SizeMsg {
                     name: r.name,
@@ -429,7 +489,7 @@ impl PluginServer {
             }
             "Group.SetSize" => {
                 let r: SizeMsg = decode(params)?;
-                let p = pick(&self.groups, &r.name, "group")?;
+                let p = self.group_named(&r.name)?;
                 p.set_size(&r.id, r.size)
                     .await
                     .map_err(|e| e.to_error_object())?;
@@ -440,26 +500,97 @@ impl PluginServer {
             }
             "Metadata.List" | "Metadata.Keys" => {
                 let r: PathReq = decode(params)?;
-                let p = pick(&self.metadata, &r.kind, "metadata")?;
+                let p = metadata_selector(&r).pick(&self.metadata, "metadata")?;
                 let nodes = p
                     .list(&r.path.join("/"))
                     .await
                     .map_err(|e| e.to_error_object())?;
+                let (kind, name) = metadata_echo(r);
                 ok(&ListResp {
-                    kind: r.kind,
+                    kind,
+                    name,
                     nodes: Some(nodes),
                 })
             }
             "Metadata.Get" => {
                 let r: PathReq = decode(params)?;
-                let p = pick(&self.metadata, &r.kind, "metadata")?;
+                let p = metadata_selector(&r).pick(&self.metadata, "metadata")?;
                 let value = p
                     .get(&r.path.join("/"))
                     .await
                     .map_err(|e| e.to_error_object())?;
+                let (kind, name) = metadata_echo(r);
                 ok(&GetResp {
-                    kind: r.kind,
+                    kind,
+                    name,
                     value: value.unwrap_or(Value::Null),
+                })
+            }
+            "Manager.IsLeader" => {
+                let status = self.manager_status()?;
+                ok(&IsLeaderResp {
+                    leader: status.is_leader(),
+                })
+            }
+            "Manager.LeaderLocation" => {
+                let status = self.manager_status()?;
+                ok(&LeaderLocationResp {
+                    location: status.leader_location().as_deref().map(GoUrl::parse),
+                })
+            }
+            "Manager.Specs" => {
+                self.manager_status()?;
+                let groups = self
+                    .group_named("")?
+                    .inspect()
+                    .await
+                    .map_err(|e| e.to_error_object())?;
+                let specs = groups.iter().map(stack_spec).collect::<Result<_, _>>()?;
+                ok(&SpecsMsg { specs: Some(specs) })
+            }
+            "Manager.Inspect" => {
+                self.manager_status()?;
+                let group = self.group_named("")?;
+                let specs = group.inspect().await.map_err(|e| e.to_error_object())?;
+                let mut objects = Vec::with_capacity(specs.len());
+                for spec in &specs {
+                    let description = group
+                        .describe(&spec.id)
+                        .await
+                        .map_err(|e| e.to_error_object())?;
+                    let mut stack = stack_spec(spec)?;
+                    stack.metadata.id = Some(spec.id.to_string());
+                    objects.push(StackObject {
+                        spec: stack,
+                        state: Some(ok(&description)?),
+                    });
+                }
+                ok(&ObjectsResp {
+                    objects: Some(objects),
+                })
+            }
+            "Manager.Enforce" => {
+                self.manager_status()?;
+                let r: SpecsMsg = decode(params)?;
+                let group = self.group_named("")?;
+                let mut specs = Vec::new();
+                for s in r.specs.unwrap_or_default() {
+                    specs.push(group_spec(s)?);
+                }
+                for spec in specs {
+                    group
+                        .commit(spec, false)
+                        .await
+                        .map_err(|e| e.to_error_object())?;
+                }
+                Ok(json!({}))
+            }
+            "Manager.Terminate" => {
+                self.manager_status()?;
+                Err(ErrorObject {
+                    code: code::SERVER_ERROR,
+                    message: "Manager.Terminate is not supported here: destroy each group with Group.DestroyGroup".into(),
+                    data: json!({"Kind": "unsupported", "Transient": false}),
                 })
             }
             other => Err(ErrorObject {
@@ -472,11 +603,19 @@ impl PluginServer {
 
     fn hello(&self) -> Value {
         let mut objects = serde_json::Map::new();
+        let latest = self.latest_names;
         let mut add = |key: String, names: Vec<&String>| {
             if !names.is_empty() {
                 let entries: Vec<Value> = names
                     .iter()
-                    .map(|n| json!({"Name": n, "ProxyFor": ""}))
+                    .map(|n| {
+                        let n = if latest && n.is_empty() {
+                            "."
+                        } else {
+                            n.as_str()
+                        };
+                        json!({"Name": n, "ProxyFor": ""})
+                    })
                     .collect();
                 objects.insert(key, Value::Array(entries));
             }
@@ -497,6 +636,17 @@ impl PluginServer {
             format!("Metadata/{}", versions::METADATA),
             self.metadata.keys().collect(),
         );
+        if latest {
+            add(
+                format!("Metadata/{}", versions::METADATA_LATEST),
+                self.metadata.keys().collect(),
+            );
+        }
+        if self.manager.is_some() {
+            let dot = ".".to_owned();
+            add(format!("Manager/{}", versions::MANAGER), vec![&dot]);
+            add(format!("Stack/{}", versions::STACK), vec![&dot]);
+        }
         json!({ "Objects": objects })
     }
 
@@ -513,9 +663,190 @@ impl PluginServer {
         }
         if !self.metadata.is_empty() {
             apis.push(json!({"Name": "Metadata", "Version": versions::METADATA}));
+            if self.latest_names {
+                apis.push(json!({"Name": "Metadata", "Version": versions::METADATA_LATEST}));
+            }
+        }
+        if self.manager.is_some() {
+            apis.push(json!({"Name": "Manager", "Version": versions::MANAGER}));
+            apis.push(json!({"Name": "Stack", "Version": versions::STACK}));
         }
         json!({ "APIs": apis })
     }
+}
+
+impl PluginServer {
+    /// The group object a `Name` selects. Groups are always selected by `Name`: our clients
+    /// and v0.4.1 send the subtype (or nothing), master sends the full plugin name. A name
+    /// that Go's keyed lookup does not resolve still reaches a lone group object, because a
+    /// manager's one group object serves every group ID (Go's manager keys one object per
+    /// group ID, so master's `group/<ID>` names the same thing).
+    fn group_named(&self, name: &str) -> Result<&Arc<dyn Group>, ErrorObject> {
+        Selector::Name(name.to_owned()).pick_or_lone(&self.groups, "group", true)
+    }
+
+    fn manager_status(&self) -> Result<&Arc<dyn ManagerStatus>, ErrorObject> {
+        self.manager.as_ref().ok_or_else(|| ErrorObject {
+            code: code::SERVER_ERROR,
+            message: "this plugin serves no Manager interface".into(),
+            data: json!({"Kind": "no_such_type", "Transient": false}),
+        })
+    }
+}
+
+/// How a call names the object it wants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Selector {
+    /// A subtype, matched exactly (`""` or `"."` picks a lone object or the unnamed one).
+    Type(String),
+    /// A full plugin name `lookup[/type]`, resolved like Go's keyed lookup
+    /// (`pkg/rpc/internal/keyed.go`) after an exact match.
+    Name(String),
+}
+
+impl Selector {
+    /// `Type` when the params carry one, else `Name`, else the unnamed object.
+    fn of(params: &Value) -> Self {
+        match (
+            params.get("Type").and_then(Value::as_str),
+            params.get("Name").and_then(Value::as_str),
+        ) {
+            (Some(t), _) => Selector::Type(t.to_owned()),
+            (None, Some(n)) => Selector::Name(n.to_owned()),
+            (None, None) => Selector::Type(String::new()),
+        }
+    }
+
+    fn pick<'m, T: ?Sized>(
+        &self,
+        map: &'m BTreeMap<String, Arc<T>>,
+        kind: &str,
+    ) -> Result<&'m Arc<T>, ErrorObject> {
+        self.pick_or_lone(map, kind, false)
+    }
+
+    fn pick_or_lone<'m, T: ?Sized>(
+        &self,
+        map: &'m BTreeMap<String, Arc<T>>,
+        kind: &str,
+        lone_fallback: bool,
+    ) -> Result<&'m Arc<T>, ErrorObject> {
+        let found = match self {
+            Selector::Type(t) => pick(map, if t == "." { "" } else { t }),
+            Selector::Name(n) => map.get(n).or_else(|| keyed(map, n)),
+        }
+        .or_else(|| {
+            if lone_fallback && map.len() == 1 {
+                map.values().next()
+            } else {
+                None
+            }
+        });
+        found.ok_or_else(|| not_served(map, self, kind))
+    }
+}
+
+/// The object for a subtype: exact match, else the only one, else `""`.
+fn pick<'a, T: ?Sized>(map: &'a BTreeMap<String, Arc<T>>, subtype: &str) -> Option<&'a Arc<T>> {
+    map.get(subtype).or_else(|| {
+        if subtype.is_empty() && map.len() == 1 {
+            map.values().next()
+        } else {
+            None
+        }
+    })
+}
+
+/// Go's keyed lookup (`pkg/rpc/internal/keyed.go`, `Keyed.Keyed`): split `lookup/type`; an
+/// empty type (or lookup `"."`) with a single object served means that object; an empty type
+/// otherwise means the unnamed object `"."` (our `""`); then the lookup as a key, then the
+/// type after its first `/` (or the whole type) as a key.
+fn keyed<'a, T: ?Sized>(map: &'a BTreeMap<String, Arc<T>>, name: &str) -> Option<&'a Arc<T>> {
+    let get = |key: &str| {
+        map.get(key)
+            .or_else(|| if key == "." { map.get("") } else { None })
+    };
+    let (lookup, subtype) = name.split_once('/').unwrap_or((name, ""));
+    if (subtype.is_empty() || lookup == ".") && map.len() == 1 {
+        return map.values().next();
+    }
+    let lookup = if subtype.is_empty() && lookup != "." {
+        "."
+    } else {
+        lookup
+    };
+    get(lookup).or_else(|| {
+        let shifted = subtype.split_once('/').map_or(subtype, |(_, rest)| rest);
+        get(shifted)
+    })
+}
+
+fn not_served<T: ?Sized>(
+    map: &BTreeMap<String, Arc<T>>,
+    selector: &Selector,
+    kind: &str,
+) -> ErrorObject {
+    let types = || {
+        map.keys()
+            .map(|k| format!("{k:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    ErrorObject {
+        code: code::SERVER_ERROR,
+        message: match selector {
+            _ if map.is_empty() => format!("this plugin serves no {kind} interface"),
+            Selector::Type(t) => format!("no {kind} of type {t:?} here (types: {})", types()),
+            Selector::Name(n) => format!("no {kind} named {n:?} here (types: {})", types()),
+        },
+        data: json!({"Kind": "no_such_type", "Transient": false}),
+    }
+}
+
+fn metadata_selector(r: &PathReq) -> Selector {
+    match (&r.kind, &r.name) {
+        (Some(t), _) => Selector::Type(t.clone()),
+        (None, Some(n)) => Selector::Name(n.clone()),
+        (None, None) => Selector::Type(String::new()),
+    }
+}
+
+/// What a metadata answer echoes: `Type` to a Metadata/0.1.0 caller, `Name` to a 0.1.1 one.
+fn metadata_echo(r: PathReq) -> (Option<String>, Option<String>) {
+    match (r.kind, r.name) {
+        (None, Some(n)) => (None, Some(n)),
+        (kind, _) => (Some(kind.unwrap_or_default()), None),
+    }
+}
+
+/// A group spec as master's manager lists it (`pkg/manager/stored.go`).
+fn stack_spec(spec: &infrakit_core::GroupSpec) -> Result<StackSpec, ErrorObject> {
+    let wire = ok(spec)?;
+    Ok(StackSpec {
+        kind: "group".into(),
+        version: String::new(),
+        metadata: StackMetadata {
+            id: None,
+            name: spec.id.to_string(),
+            tags: None,
+        },
+        properties: wire.get("Properties").cloned().unwrap_or(Value::Null),
+    })
+}
+
+/// The group spec of a `kind: group` spec sent to `Manager.Enforce`.
+fn group_spec(s: StackSpec) -> Result<infrakit_core::GroupSpec, ErrorObject> {
+    if s.kind != "group" {
+        return Err(ErrorObject {
+            code: code::INVALID_PARAMS,
+            message: format!(
+                "invalid params: spec {:?} is of kind {:?}; only kind \"group\" is managed here",
+                s.metadata.name, s.kind
+            ),
+            data: Value::Null,
+        });
+    }
+    decode(json!({"ID": s.metadata.name, "Properties": s.properties}))
 }
 
 /// Reads a body up to `limit` bytes. Past the limit the rest is read and dropped (up to a hard
@@ -554,36 +885,6 @@ fn ok<T: Serialize>(result: &T) -> Result<Value, ErrorObject> {
         code: code::SERVER_ERROR,
         message: format!("cannot encode the result: {e}"),
         data: Value::Null,
-    })
-}
-
-/// The plugin for a subtype: exact match, else the only one, else `""`.
-fn pick<'a, T: ?Sized>(
-    map: &'a BTreeMap<String, Arc<T>>,
-    subtype: &str,
-    kind: &str,
-) -> Result<&'a Arc<T>, ErrorObject> {
-    let found = map.get(subtype).or_else(|| {
-        if subtype.is_empty() && map.len() == 1 {
-            map.values().next()
-        } else {
-            None
-        }
-    });
-    found.ok_or_else(|| ErrorObject {
-        code: code::SERVER_ERROR,
-        message: if map.is_empty() {
-            format!("this plugin serves no {kind} interface")
-        } else {
-            format!(
-                "no {kind} of type {subtype:?} here (types: {})",
-                map.keys()
-                    .map(|k| format!("{k:?}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        },
-        data: json!({"Kind": "no_such_type", "Transient": false}),
     })
 }
 

@@ -287,15 +287,16 @@ pub struct CommitReq {
     pub pretend: bool,
 }
 
-/// `Group.CommitGroup` result.
+/// `Group.CommitGroup` result: `{"Name","ID","Details"}` from Group/0.1.1, only
+/// `{"Details"}` from Group/0.1.0 (Go v0.4.1, `rpc/group/types.go`), so `ID` may be absent.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct CommitResp {
     /// The plugin's subtype name.
     #[serde(rename = "Name", default)]
     pub name: String,
-    /// The group.
-    #[serde(rename = "ID")]
-    pub id: GroupId,
+    /// The group (absent from Group/0.1.0 answers).
+    #[serde(rename = "ID", default)]
+    pub id: Option<GroupId>,
     /// The plan in one line.
     #[serde(rename = "Details")]
     pub details: String,
@@ -312,18 +313,34 @@ pub struct GroupIdReq {
     pub id: GroupId,
 }
 
-/// `Group.DescribeGroup` result.
+/// `Group.DescribeGroup` result: Group/0.1.0 answers only `{"Description"}`.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct DescribeGroupResp {
     /// The plugin's subtype name.
     #[serde(rename = "Name", default)]
     pub name: String,
-    /// The group.
-    #[serde(rename = "ID")]
-    pub id: GroupId,
+    /// The group (absent from Group/0.1.0 answers).
+    #[serde(rename = "ID", default)]
+    pub id: Option<GroupId>,
     /// What the group controller sees.
     #[serde(rename = "Description")]
     pub description: GroupDescription,
+}
+
+/// The answer to a group call that returns nothing but an acknowledgement, in either
+/// generation: `{"Name","ID"}` (Group/0.1.1: `FreeGroup`, `DestroyGroup`, `DestroyInstances`,
+/// `SetSize`) or `{"OK": true}` (Group/0.1.0: `FreeGroup`, `DestroyGroup`).
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct GroupAck {
+    /// The plugin's subtype name (Group/0.1.1).
+    #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The group (Group/0.1.1).
+    #[serde(rename = "ID", default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<GroupId>,
+    /// Success (Group/0.1.0).
+    #[serde(rename = "OK", default, skip_serializing_if = "Option::is_none")]
+    pub ok: Option<bool>,
 }
 
 /// `Group.InspectGroups` params.
@@ -373,34 +390,47 @@ pub struct SizeMsg {
     pub size: u32,
 }
 
-/// `Metadata.List` and `Metadata.Get` params: the path as segments.
+/// `Metadata.List`, `Metadata.Keys` and `Metadata.Get` params: the path as segments.
+///
+/// Metadata/0.1.0 selects the object by `Type`; Metadata/0.1.1 (Go master,
+/// `pkg/rpc/metadata/types.go`) sends the full plugin name in `Name` instead
+/// (`{"Name":"vars","Path":["a","b"]}`).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct PathReq {
-    /// The subtype.
-    #[serde(rename = "Type", default)]
-    pub kind: String,
+    /// The subtype (Metadata/0.1.0).
+    #[serde(rename = "Type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// The full plugin name, `lookup[/type]` (Metadata/0.1.1).
+    #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// The path segments.
     #[serde(rename = "Path", default)]
     pub path: Vec<String>,
 }
 
-/// `Metadata.List` result.
+/// `Metadata.List` / `Metadata.Keys` result (`Name` echoed for Metadata/0.1.1 callers).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ListResp {
-    /// The subtype.
-    #[serde(rename = "Type", default)]
-    pub kind: String,
+    /// The subtype (echoed to Metadata/0.1.0 callers).
+    #[serde(rename = "Type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// The plugin name (echoed to Metadata/0.1.1 callers).
+    #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// The children.
     #[serde(rename = "Nodes", default)]
     pub nodes: Option<Vec<String>>,
 }
 
-/// `Metadata.Get` result.
+/// `Metadata.Get` result (`Name` echoed for Metadata/0.1.1 callers).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct GetResp {
-    /// The subtype.
-    #[serde(rename = "Type", default)]
-    pub kind: String,
+    /// The subtype (echoed to Metadata/0.1.0 callers).
+    #[serde(rename = "Type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// The plugin name (echoed to Metadata/0.1.1 callers).
+    #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// The value (`null` when absent).
     #[serde(rename = "Value", default)]
     pub value: Value,
@@ -420,6 +450,159 @@ pub mod versions {
     pub const GROUP: &str = "0.1.1";
     /// Group, older.
     pub const GROUP_OLD: &str = "0.1.0";
-    /// Metadata.
+    /// Metadata, v0.4/v0.5 generation (selects by `Type`).
     pub const METADATA: &str = "0.1.0";
+    /// Metadata, latest generation (selects by `Name`, lists with `Metadata.Keys`).
+    pub const METADATA_LATEST: &str = "0.1.1";
+    /// The manager's own interface, v0.4 generation: `Manager/0.1.0`.
+    pub const MANAGER: &str = "0.1.0";
+    /// The manager's interface in the latest generation, announced as `Stack/0.1.1` (its
+    /// methods are still named `Manager.*`).
+    pub const STACK: &str = "0.1.1";
+}
+
+/// `Manager.IsLeader` result (`pkg/rpc/manager/service.go`, both generations).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IsLeaderResp {
+    /// Whether this replica leads.
+    #[serde(rename = "Leader")]
+    pub leader: bool,
+}
+
+/// `Manager.LeaderLocation` result: Go sends a `*net/url.URL`, which `encoding/json` writes
+/// field by field; `null` when unknown.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeaderLocationResp {
+    /// Where the leader is.
+    #[serde(rename = "Location")]
+    pub location: Option<GoUrl>,
+}
+
+/// A Go `net/url.URL` as `encoding/json` writes it (exported fields, in declaration order;
+/// `User` is a pointer to a struct with no exported fields, so `null` or `{}`). Go's decoder
+/// matches names case-insensitively and ignores unknown ones, so this set is accepted by every
+/// Go version.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GoUrl {
+    /// `unix`, `http`, ... (empty for a bare path).
+    #[serde(rename = "Scheme", default)]
+    pub scheme: String,
+    /// Opaque data (unused here).
+    #[serde(rename = "Opaque", default)]
+    pub opaque: String,
+    /// User info: always `null` here.
+    #[serde(rename = "User", default)]
+    pub user: Option<Value>,
+    /// `host[:port]`.
+    #[serde(rename = "Host", default)]
+    pub host: String,
+    /// The path.
+    #[serde(rename = "Path", default)]
+    pub path: String,
+    /// The raw path (empty: `Path` is the encoding).
+    #[serde(rename = "RawPath", default)]
+    pub raw_path: String,
+    /// A `?` with no query.
+    #[serde(rename = "ForceQuery", default)]
+    pub force_query: bool,
+    /// The query, without `?`.
+    #[serde(rename = "RawQuery", default)]
+    pub raw_query: String,
+    /// The fragment, without `#`.
+    #[serde(rename = "Fragment", default)]
+    pub fragment: String,
+}
+
+impl GoUrl {
+    /// Splits a location the way Go's `url.Parse` does for the forms a leadership source
+    /// reports: `scheme://host/path?query#fragment`, or a bare path or name (all `Path`).
+    pub fn parse(location: &str) -> GoUrl {
+        let (rest, fragment) = location
+            .split_once('#')
+            .map_or((location, ""), |(a, b)| (a, b));
+        let (rest, query) = rest.split_once('?').map_or((rest, ""), |(a, b)| (a, b));
+        let mut url = GoUrl {
+            fragment: fragment.to_owned(),
+            raw_query: query.to_owned(),
+            ..GoUrl::default()
+        };
+        match rest.split_once("://") {
+            Some((scheme, after))
+                if !scheme.is_empty()
+                    && scheme
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) =>
+            {
+                url.scheme = scheme.to_ascii_lowercase();
+                let (host, path) = match after.find('/') {
+                    Some(i) => after.split_at(i),
+                    None => (after, ""),
+                };
+                url.host = host.to_owned();
+                url.path = path.to_owned();
+            }
+            _ => url.path = rest.to_owned(),
+        }
+        url
+    }
+}
+
+/// A spec as the latest generation's manager lists it (`Manager.Specs`, `Manager.Enforce`;
+/// `pkg/types/spec.go`, stored by `pkg/manager/stored.go` as `Kind: "group"`,
+/// `Metadata.Name: <group ID>`, `Properties: <group properties>`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StackSpec {
+    /// `"group"` for a group.
+    #[serde(rename = "kind")]
+    pub kind: String,
+    /// The interface and version (empty: the manager does not record it).
+    #[serde(rename = "version", default)]
+    pub version: String,
+    /// Name and tags.
+    #[serde(rename = "metadata", default)]
+    pub metadata: StackMetadata,
+    /// The group's `Properties` (instance, flavor, allocation...).
+    #[serde(rename = "properties", default)]
+    pub properties: Value,
+}
+
+/// `types.Metadata` (`pkg/types/spec.go`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StackMetadata {
+    /// The object's identity, for an object that exists (`Manager.Inspect`).
+    #[serde(rename = "id", default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The group ID.
+    #[serde(rename = "name", default)]
+    pub name: String,
+    /// Tags (`null` here).
+    #[serde(rename = "tags", default)]
+    pub tags: Option<BTreeMap<String, String>>,
+}
+
+/// `types.Object` (`pkg/types/object.go`): the spec's fields inline, plus `state`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StackObject {
+    /// The spec.
+    #[serde(flatten)]
+    pub spec: StackSpec,
+    /// What the group controller sees (a `GroupDescription`).
+    #[serde(rename = "state", default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<Value>,
+}
+
+/// `Manager.Specs` result and `Manager.Enforce` / `Manager.Terminate` params.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SpecsMsg {
+    /// The specs.
+    #[serde(rename = "Specs", default)]
+    pub specs: Option<Vec<StackSpec>>,
+}
+
+/// `Manager.Inspect` result.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ObjectsResp {
+    /// One object per group.
+    #[serde(rename = "Objects", default)]
+    pub objects: Option<Vec<StackObject>>,
 }
