@@ -104,6 +104,76 @@ pub enum Command {
     /// List the plugins in the plugin directory, or serve a built-in plugin.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Look at or act on single instances of an instance plugin (any socket).
+    #[command(subcommand)]
+    Instance(InstanceCommand),
+}
+
+/// `infrakit instance ...`: each names the plugin socket with `--name` (`name/subtype` for a
+/// plugin of several types).
+#[derive(Debug, Subcommand)]
+pub enum InstanceCommand {
+    /// List the instances whose tags include every `--tags K=V` (all without).
+    Describe {
+        /// The instance plugin.
+        #[arg(long, value_name = "PLUGIN")]
+        name: String,
+        /// Only instances with this tag (repeatable; a subset match).
+        #[arg(long = "tags", value_name = "K=V", value_parser = parse_tag)]
+        tags: Vec<(String, String)>,
+        /// Show the provider's details of each instance.
+        #[arg(long)]
+        properties: bool,
+    },
+    /// Provision one instance from an instance spec (JSON: Properties, Tags, Init,
+    /// LogicalID, Attachments; `-` reads standard input). Prints its ID.
+    Provision {
+        /// The instance plugin.
+        #[arg(long, value_name = "PLUGIN")]
+        name: String,
+        /// The spec file.
+        #[arg(long, value_name = "FILE")]
+        spec: PathBuf,
+    },
+    /// Destroy one instance.
+    Destroy {
+        /// The instance plugin.
+        #[arg(long, value_name = "PLUGIN")]
+        name: String,
+        /// The instance.
+        id: String,
+        /// Why, as the plugin is told (a plugin may keep volumes on a rolling update).
+        #[arg(long, value_enum, default_value_t = DestroyReason::Terminate)]
+        reason: DestroyReason,
+    },
+    /// Check instance properties (a JSON file; `-` reads standard input).
+    Validate {
+        /// The instance plugin.
+        #[arg(long, value_name = "PLUGIN")]
+        name: String,
+        /// The properties file.
+        #[arg(long, value_name = "FILE")]
+        properties: PathBuf,
+    },
+}
+
+/// Why an instance is destroyed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DestroyReason {
+    /// Gone for good.
+    Terminate,
+    /// Replaced by a new instance of the same logical ID.
+    RollingUpdate,
+    /// The group shrinks.
+    ScaleDown,
+}
+
+/// Parses `K=V`.
+fn parse_tag(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.to_owned())),
+        _ => Err(format!("expected K=V, got {s:?}")),
+    }
 }
 
 /// `infrakit manager ...`
@@ -194,6 +264,12 @@ pub struct RunArgs {
     /// Global limit on provider calls per second; 0 for none.
     #[arg(long, default_value_t = 50, value_name = "N")]
     pub calls_per_second: u32,
+
+    /// Serve the operator's window on this address: a live status page at `/`, `/metrics`
+    /// (Prometheus), `/healthz`, `/readyz` and `/status` (JSON). Off unless given; give a
+    /// loopback address (e.g. 127.0.0.1:9090) unless others must reach it.
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<std::net::SocketAddr>,
 
     /// Options of the built-in plugins.
     #[command(flatten)]

@@ -16,6 +16,8 @@ pub const NOT_LEADER: u8 = 3;
 pub const NOT_CONVERGED: u8 = 4;
 /// No such group.
 pub const UNKNOWN_GROUP: u8 = 5;
+/// No such instance (`infrakit instance destroy`).
+pub const UNKNOWN_INSTANCE: u8 = 6;
 
 /// The exit codes, for `--help` and the README.
 pub const EXIT_CODES: &str = "\
@@ -26,6 +28,7 @@ Exit codes:
   3  not the leader: the replica asked does not lead and the leader could not be reached
   4  --watch: the group did not converge before --deadline
   5  no such group
+  6  no such instance
 
 Environment: INFRAKIT_PLUGINS_DIR (plugin directory), INFRAKIT_MANAGER (replica to talk to),
 RUST_LOG (log filter).";
@@ -58,7 +61,7 @@ impl fmt::Display for Exit {
 impl std::error::Error for Exit {}
 
 /// The exit code of a failed command: an [`Exit`] anywhere in the chain decides, then a
-/// [`GroupError`] (not leader: 3, unknown group: 5), else 1.
+/// [`GroupError`] (not leader: 3, unknown group: 5), an unknown instance (6), else 1.
 pub fn code_of(error: &anyhow::Error) -> u8 {
     for cause in error.chain() {
         if let Some(e) = cause.downcast_ref::<Exit>() {
@@ -68,6 +71,11 @@ pub fn code_of(error: &anyhow::Error) -> u8 {
             Some(GroupError::NotLeader { .. }) => return NOT_LEADER,
             Some(GroupError::UnknownGroup { .. }) => return UNKNOWN_GROUP,
             _ => {}
+        }
+        if let Some(infrakit_core::InstanceError::NotFound { .. }) =
+            cause.downcast_ref::<infrakit_core::InstanceError>()
+        {
+            return UNKNOWN_INSTANCE;
         }
     }
     ERROR

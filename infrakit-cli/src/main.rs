@@ -12,6 +12,8 @@
 //!   `--watch` to follow convergence.
 //! - `infrakit template --url ... --global /k=v` renders a template.
 //! - `infrakit plugin ls | start <kind>` lists the plugin directory, serves a built-in plugin.
+//! - `infrakit instance describe | provision | destroy | validate --name <plugin>` looks at or
+//!   acts on single instances of any instance plugin.
 //!
 //! Read commands take `--json`. Exit codes are listed by `infrakit --help` ([`exit`]).
 
@@ -23,6 +25,8 @@ mod cli;
 mod duration;
 mod exit;
 mod group;
+mod http;
+mod instance;
 mod logging;
 mod manager;
 mod plugin;
@@ -73,6 +77,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             name,
             builtin,
         }) => plugin::start(&dir, &kind, name, &builtin).await,
+        Command::Instance(command) => instance::run(&dir, g.json, command).await,
     }
 }
 

@@ -87,23 +87,34 @@ pub async fn run(dir: PluginDir, args: RunArgs) -> anyhow::Result<()> {
                 .calls_per_second((args.calls_per_second > 0).then_some(args.calls_per_second)),
         )
         .build();
+    let status = ReplicaStatus {
+        manager: manager.clone(),
+        id: id.clone(),
+        socket: socket.clone(),
+        dir: dir.clone(),
+    };
+    // One socket: the Group API, the leadership metadata, and the `Manager` object both Go
+    // CLI generations look for (`Manager/0.1.0`, `Stack/0.1.1`), announced as master does.
     let server = PluginServer::new()
         .group("", Arc::new(manager.clone()))
-        .metadata(
-            "",
-            Arc::new(ReplicaStatus {
-                manager: manager.clone(),
-                id: id.clone(),
-            }),
-        )
+        .metadata("", Arc::new(status.clone()))
+        .manager(Arc::new(status))
+        .latest_names()
         .serve(&socket)
         .await
         .with_context(|| format!("serve the Group API on {}", socket.display()))?;
+    let http = match args.http {
+        Some(addr) => Some(crate::http::serve(addr, manager.clone(), id.clone()).await?),
+        None => None,
+    };
     manager.start();
     tracing::info!(socket = %socket.display(), %id, leadership = ?args.leadership, store = ?args.store, plugin_dir = %dir.dir().display(), "manager replica running");
 
     let signal = shutdown_signal().await?;
     tracing::info!(%signal, "shutting down: controllers stop, instances keep running");
+    if let Some(http) = http {
+        http.stop().await;
+    }
     server.stop().await;
     manager.shutdown().await;
     tracing::info!("stopped");
@@ -144,10 +155,36 @@ async fn swarm_store(_: &RunArgs) -> anyhow::Result<Arc<dyn Store>> {
 }
 
 /// A replica's leadership, served as metadata next to its Group API: `manager/leader`,
-/// `manager/id`, `manager/location` (the leader's location), `manager/term`.
+/// `manager/id`, `manager/location` (the leader's location), `manager/term`; and as the Go
+/// `Manager` interface's `IsLeader` / `LeaderLocation`.
+#[derive(Clone)]
 struct ReplicaStatus {
     manager: Manager,
     id: String,
+    /// This replica's socket: its location when it leads.
+    socket: PathBuf,
+    /// Where a follower's leader name is looked up as a socket.
+    dir: PluginDir,
+}
+
+impl infrakit_rpc::ManagerStatus for ReplicaStatus {
+    fn is_leader(&self) -> bool {
+        self.manager.leadership().is_leader()
+    }
+
+    /// A leader answers its socket's path; a follower the leader's socket when the location
+    /// the leadership source reports is one reachable here, else that location as it is.
+    fn leader_location(&self) -> Option<String> {
+        let state = self.manager.leadership();
+        if state.is_leader() {
+            return Some(self.socket.display().to_string());
+        }
+        let location = state.leader_location()?;
+        Some(
+            remote::locate(&self.dir, location)
+                .map_or_else(|| location.to_owned(), |p| p.display().to_string()),
+        )
+    }
 }
 
 #[async_trait]

@@ -343,7 +343,11 @@ fn two_replicas_share_a_simulator_and_the_follower_takes_over() {
             .collect()
     };
     assert_eq!(interfaces("sim"), vec!["Instance"]);
-    assert_eq!(interfaces("group-a"), vec!["Group", "Metadata"]);
+    // The Group API, leadership metadata, and the Manager object both Go CLIs look for.
+    assert_eq!(
+        interfaces("group-a"),
+        vec!["Group", "Manager", "Metadata", "Stack"]
+    );
 
     // group-b follows and knows who leads.
     let status = w.wait_for("group-b to see group-a lead", || {
@@ -882,4 +886,621 @@ fn the_ec2_builtin_serves_ec2_instances_on_a_socket() {
                 .is_empty()
         );
     });
+}
+
+// ---------------------------------------------------------------------------------------------
+// The operator's window (`manager run --http`): metrics, readiness, the live status page.
+
+/// A free loopback port (bound and released: another process may take it, but tests here
+/// pick different ones).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `GET path` on 127.0.0.1:port: (status code, body); `None` while nothing answers.
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    // Read to the end of the body: Content-Length when given (Chromium's DevTools server
+    // keeps the connection open), else to the end of the stream.
+    let mut bytes = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        if let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&bytes[..end]).to_lowercase();
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok());
+            if length.is_some_and(|n| bytes.len() >= end + 4 + n) {
+                break;
+            }
+        }
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => bytes.extend_from_slice(&buf[..n]),
+            Err(_) => return None,
+        }
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let code = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((code, body.to_owned()))
+}
+
+impl World {
+    /// Starts a replica `name` serving its window on `port` (file leadership, shared store).
+    fn start_replica_with_http(&mut self, name: &str, port: u16) {
+        let leader = self.path("leader").display().to_string();
+        let store = self.path("groups.json").display().to_string();
+        let http = format!("127.0.0.1:{port}");
+        self.start(
+            name,
+            &[
+                "manager",
+                "run",
+                "--name",
+                name,
+                "--leadership",
+                "file",
+                "--leader-file",
+                &leader,
+                "--store-file",
+                &store,
+                "--resync",
+                "300ms",
+                "--calls-per-second",
+                "0",
+                "--http",
+                &http,
+            ],
+            name,
+        );
+        self.wait_for(&format!("{name}'s window on {http}"), || {
+            http_get(port, "/healthz").filter(|(c, _)| *c == 200)
+        });
+    }
+}
+
+#[test]
+fn metrics_parse_as_prometheus_and_readiness_follows_leadership() {
+    let mut w = World::new();
+    w.start_simulator(&[]);
+    let (pa, pb) = (free_port(), free_port());
+    w.start_replica_with_http("group-a", pa);
+    w.start_replica_with_http("group-b", pb);
+
+    // Nobody named in the leader file: neither leads nor knows a leader, so neither is ready.
+    for port in [pa, pb] {
+        w.wait_for("not ready without a leader", || {
+            http_get(port, "/readyz").filter(|(c, _)| *c == 503)
+        });
+    }
+    std::fs::write(w.path("leader"), "group-a").unwrap();
+    let (_, body) = w.wait_for("group-a ready as leader", || {
+        http_get(pa, "/readyz").filter(|(c, _)| *c == 200)
+    });
+    assert!(body.contains("leading"), "{body}");
+    let (_, body) = w.wait_for("group-b ready as follower", || {
+        http_get(pb, "/readyz").filter(|(c, b)| *c == 200 && b.contains("group-a"))
+    });
+    assert!(body.contains("following"), "{body}");
+
+    let spec = w.write_spec("workers.json", "2");
+    w.run(&["manager", "commit", &spec, "--manager", "group-a"])
+        .ok();
+    w.wait_for("two members", || {
+        (w.sim_instances().len() == 2).then_some(())
+    });
+
+    // The text parses with a real Prometheus parser and carries every named metric.
+    let scrape = w.wait_for("metrics of a converged group", || {
+        let (code, body) = http_get(pa, "/metrics")?;
+        assert_eq!(code, 200);
+        let lines = body.lines().map(|l| Ok(l.to_owned()));
+        let scrape = prometheus_parse::Scrape::parse(lines).expect("Prometheus text");
+        let converged = scrape.samples.iter().any(|s| {
+            s.metric == "infrakit_group_converged"
+                && s.labels.get("group") == Some("workers")
+                && matches!(s.value, prometheus_parse::Value::Gauge(v) if v == 1.0)
+        });
+        converged.then_some(scrape)
+    });
+    let has = |metric: &str, label: (&str, &str)| {
+        scrape
+            .samples
+            .iter()
+            .any(|s| s.metric == metric && s.labels.get(label.0) == Some(label.1))
+    };
+    assert!(has("infrakit_reconcile_passes_total", ("group", "workers")));
+    assert!(has("infrakit_group_members", ("state", "healthy")));
+    assert!(has("infrakit_update_outdated", ("group", "workers")));
+    assert!(has("infrakit_group_target_size", ("group", "workers")));
+    assert!(
+        scrape
+            .samples
+            .iter()
+            .any(|s| s.metric == "infrakit_provider_call_seconds"
+                && s.labels.get("op") == Some("provision")
+                && matches!(s.value, prometheus_parse::Value::Histogram(_))),
+        "provider call latency is a histogram by operation"
+    );
+    let gauge = |scrape: &prometheus_parse::Scrape, metric: &str| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == metric)
+            .map(|s| match s.value {
+                prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
+                _ => f64::NAN,
+            })
+    };
+    assert_eq!(gauge(&scrape, "infrakit_leader"), Some(1.0));
+    assert!(gauge(&scrape, "infrakit_leadership_term").is_some_and(|t| t >= 1.0));
+
+    // Leadership moves: the new leader is ready as leader, the old one as its follower.
+    std::fs::write(w.path("leader"), "group-b").unwrap();
+    w.wait_for("group-b ready as leader", || {
+        http_get(pb, "/readyz").filter(|(c, b)| *c == 200 && b.contains("leading"))
+    });
+    w.wait_for("group-a ready as follower of group-b", || {
+        http_get(pa, "/readyz").filter(|(c, b)| *c == 200 && b.contains("following group-b"))
+    });
+    let (_, body) = http_get(pa, "/metrics").unwrap();
+    assert!(body.contains("infrakit_leader 0"), "{body}");
+}
+
+/// Chromium with its DevTools protocol, driven over a websocket.
+struct Browser {
+    child: Child,
+    _profile: tempfile::TempDir,
+    socket: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    next: u64,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Browser {
+    /// Opens `url` in a headless Chromium (`$INFRAKIT_CHROMIUM`, else `chromium` on PATH).
+    async fn open(url: &str) -> Browser {
+        let exe = std::env::var("INFRAKIT_CHROMIUM").unwrap_or_else(|_| "chromium".into());
+        let profile = tempfile::tempdir().unwrap();
+        let child = Command::new(&exe)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--window-size=1100,700",
+                "--remote-debugging-port=0",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg(url)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {exe} ({e}): the browser test needs Chromium; run \
+                     `scripts/test --prepare-only` as root (installs Debian's chromium) or set \
+                     INFRAKIT_CHROMIUM"
+                )
+            });
+        // Chromium writes its DevTools port to the profile, then lists its pages over HTTP.
+        let port_file = profile.path().join("DevToolsActivePort");
+        let deadline = Instant::now() + WAIT;
+        let port: u16 = loop {
+            if let Some(p) = std::fs::read_to_string(&port_file)
+                .ok()
+                .and_then(|t| t.lines().next().and_then(|l| l.parse().ok()))
+            {
+                break p;
+            }
+            assert!(Instant::now() < deadline, "Chromium never opened DevTools");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let ws = loop {
+            let pages: Vec<Value> = http_get(port, "/json/list")
+                .and_then(|(_, b)| serde_json::from_str(&b).ok())
+                .unwrap_or_default();
+            if let Some(ws) = pages
+                .iter()
+                .find(|p| {
+                    p["type"] == "page" && p["url"].as_str().is_some_and(|u| u.starts_with(url))
+                })
+                .and_then(|p| p["webSocketDebuggerUrl"].as_str())
+            {
+                break ws.to_owned();
+            }
+            assert!(Instant::now() < deadline, "Chromium never listed {url}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let (socket, _) = tokio_tungstenite::connect_async(ws).await.unwrap();
+        Browser {
+            child,
+            _profile: profile,
+            socket,
+            next: 0,
+        }
+    }
+
+    /// One DevTools call; its `result`.
+    async fn call(&mut self, method: &str, params: Value) -> Value {
+        use futures::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::Message;
+        self.next += 1;
+        let id = self.next;
+        let request = serde_json::json!({"id": id, "method": method, "params": params});
+        self.socket
+            .send(Message::Text(request.to_string().into()))
+            .await
+            .unwrap();
+        loop {
+            let msg = tokio::time::timeout(WAIT, self.socket.next())
+                .await
+                .unwrap_or_else(|_| panic!("no answer to {method}"))
+                .expect("the DevTools socket closed")
+                .unwrap();
+            if let Message::Text(text) = msg {
+                let v: Value = serde_json::from_str(&text).unwrap();
+                if v["id"] == id {
+                    assert!(v.get("error").is_none(), "{method}: {v}");
+                    return v["result"].clone();
+                }
+            }
+        }
+    }
+
+    /// Evaluates a JavaScript expression in the page; its value.
+    async fn eval(&mut self, expression: &str) -> Value {
+        let r = self
+            .call(
+                "Runtime.evaluate",
+                serde_json::json!({"expression": expression, "returnByValue": true}),
+            )
+            .await;
+        r["result"]["value"].clone()
+    }
+
+    /// The member IDs the page shows for a group.
+    async fn members(&mut self, group: &str) -> Vec<String> {
+        let js = format!(
+            "JSON.stringify([...document.querySelectorAll('[data-group=\"{group}\"] .member')]\
+             .map(e => e.dataset.id))"
+        );
+        let text = self.eval(&js).await;
+        serde_json::from_str(text.as_str().unwrap_or("[]")).unwrap_or_default()
+    }
+
+    /// Waits until the page shows `check` true of the group's members.
+    async fn wait_members(
+        &mut self,
+        group: &str,
+        what: &str,
+        check: impl Fn(&[String]) -> bool,
+    ) -> Vec<String> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let ids = self.members(group).await;
+            if check(&ids) {
+                return ids;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the page never showed {what}; it shows {ids:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// A PNG of the page.
+    async fn screenshot(&mut self) -> Vec<u8> {
+        use base64::Engine as _;
+        let r = self
+            .call(
+                "Page.captureScreenshot",
+                serde_json::json!({"format": "png"}),
+            )
+            .await;
+        base64::engine::general_purpose::STANDARD
+            .decode(r["data"].as_str().unwrap_or_default())
+            .unwrap()
+    }
+}
+
+#[test]
+fn the_status_page_shows_a_killed_member_go_and_its_replacement_arrive() {
+    let mut w = World::new();
+    w.start_simulator(&[]);
+    let port = free_port();
+    std::fs::write(w.path("leader"), "group").unwrap();
+    w.start_replica_with_http("group", port);
+    let spec = w.write_spec("workers.json", "3");
+    w.run(&["manager", "commit", &spec, "--manager", "group"])
+        .ok();
+    w.wait_for("three members", || {
+        (w.sim_instances().len() == 3).then_some(())
+    });
+
+    let url = format!("http://127.0.0.1:{port}/");
+    rt().block_on(async {
+        let mut page = Browser::open(&url).await;
+        let before = page
+            .wait_members("workers", "three members", |ids| ids.len() == 3)
+            .await;
+        let live = page
+            .wait_for_text("live", "document.getElementById('live').textContent")
+            .await;
+        assert_eq!(live, "live");
+        // A mark that a reload would lose: the page must change in place, from the stream.
+        page.eval("window.__marked = 'still here'").await;
+
+        let victim = InstanceId::new(before[0].clone());
+        PluginDir::new(w.plugins())
+            .instance("sim")
+            .destroy(&victim, DestroyContext::Terminate)
+            .await
+            .unwrap();
+        page.wait_members("workers", "the killed member go", |ids| {
+            !ids.contains(&before[0])
+        })
+        .await;
+        let after = page
+            .wait_members("workers", "a replacement arrive", |ids| {
+                ids.len() == 3 && !ids.contains(&before[0])
+            })
+            .await;
+        let new: Vec<&String> = after.iter().filter(|id| !before.contains(id)).collect();
+        assert_eq!(
+            new.len(),
+            1,
+            "one replacement: before {before:?}, after {after:?}"
+        );
+        assert_eq!(
+            page.eval("window.__marked").await,
+            "still here",
+            "the page reloaded"
+        );
+        let log = page.eval("document.getElementById('log').innerText").await;
+        let log = log.as_str().unwrap_or_default();
+        assert!(log.contains("provisioned"), "{log}");
+        assert!(
+            log.contains(new[0].as_str()),
+            "the event log names the replacement: {log}"
+        );
+
+        let png = page.screenshot().await;
+        assert!(png.starts_with(b"\x89PNG"), "a PNG");
+        let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("status-page.png");
+        std::fs::write(&path, png).unwrap();
+        eprintln!("screenshot of the status page: {}", path.display());
+    });
+}
+
+impl Browser {
+    /// Waits until a JavaScript expression gives `want`.
+    async fn wait_for_text(&mut self, want: &str, expression: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let v = self.eval(expression).await;
+            let text = v.as_str().unwrap_or_default().to_owned();
+            if text == want || Instant::now() > deadline {
+                return text;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// The `instance` commands' round trip against one plugin: validate, provision (with tags and
+/// a logical ID), describe by tag (table and JSON, with properties), destroy, and the exit code
+/// of a destroy of an unknown ID.
+fn instance_round_trip(w: &World, plugin: &str, properties: Value, logical_id: &str) {
+    let props = w.path("properties.json");
+    std::fs::write(&props, properties.to_string()).unwrap();
+    let props = props.display().to_string();
+    let out = w
+        .run(&[
+            "instance",
+            "validate",
+            "--name",
+            plugin,
+            "--properties",
+            &props,
+        ])
+        .ok();
+    assert!(out.stdout.contains("valid"), "{}", out.stdout);
+    let bad = w.path("bad.json");
+    std::fs::write(&bad, r#"{"Properties": {}, "Tags": {"a": 1}}"#).unwrap();
+    let bad = w
+        .run(&[
+            "instance",
+            "provision",
+            "--name",
+            plugin,
+            "--spec",
+            &bad.display().to_string(),
+        ])
+        .code(1);
+    assert!(
+        bad.stderr.contains("Tags"),
+        "the field is named: {}",
+        bad.stderr
+    );
+
+    let spec = w.path("spec.json");
+    std::fs::write(
+        &spec,
+        serde_json::json!({
+            "Properties": properties,
+            "Tags": {"infrakit.group": "cli-test", "role": "web"},
+            "Init": "",
+            "LogicalID": logical_id,
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let spec = spec.display().to_string();
+    let id = w
+        .run(&[
+            "instance",
+            "provision",
+            "--name",
+            plugin,
+            "--spec",
+            &spec,
+            "--json",
+        ])
+        .ok()
+        .json()["ID"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let table = w
+        .run(&[
+            "instance", "describe", "--name", plugin, "--tags", "role=web",
+        ])
+        .ok()
+        .stdout;
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].starts_with("ID"), "{table}");
+    assert_eq!(lines.len(), 2, "{table}");
+    assert!(
+        lines[1].starts_with(&id) && lines[1].contains(logical_id),
+        "{table}"
+    );
+    let described = w
+        .run(&[
+            "instance",
+            "describe",
+            "--name",
+            plugin,
+            "--tags",
+            "role=web",
+            "--tags",
+            "infrakit.group=cli-test",
+            "--properties",
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(described[0]["ID"], id.as_str());
+    assert_eq!(described[0]["LogicalID"], logical_id);
+    assert!(!described[0]["Properties"].is_null(), "{described}");
+    let none = w
+        .run(&[
+            "instance", "describe", "--name", plugin, "--tags", "role=db", "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(
+        none,
+        serde_json::json!([]),
+        "a subset match: role=db matches nothing"
+    );
+
+    let out = w
+        .run(&[
+            "instance",
+            "destroy",
+            "--name",
+            plugin,
+            &id,
+            "--reason",
+            "scale-down",
+        ])
+        .ok();
+    assert!(
+        out.stdout.contains(&format!("destroyed {id}")),
+        "{}",
+        out.stdout
+    );
+    w.wait_for("the instance gone", || {
+        let found = w
+            .run(&[
+                "instance", "describe", "--name", plugin, "--tags", "role=web", "--json",
+            ])
+            .ok()
+            .json();
+        (found == serde_json::json!([])).then_some(())
+    });
+    let gone = w
+        .run(&["instance", "destroy", "--name", plugin, &id])
+        .code(6);
+    assert!(gone.stderr.contains("not found"), "{}", gone.stderr);
+}
+
+#[test]
+fn instance_commands_round_trip_on_the_simulator() {
+    let mut w = World::new();
+    w.start_simulator(&[]);
+    instance_round_trip(
+        &w,
+        "sim",
+        serde_json::json!({"Image": "busybox"}),
+        "10.0.0.7",
+    );
+}
+
+#[cfg(feature = "swarm")]
+#[test]
+fn instance_commands_round_trip_on_the_container_plugin() {
+    let host = std::env::var("INFRAKIT_DOCKER_HOST").unwrap_or_else(|_| {
+        panic!(
+            "INFRAKIT_DOCKER_HOST is unset: run `eval \"$(scripts/test --prepare-only)\"` as root"
+        )
+    });
+    let image = std::env::var("INFRAKIT_TEST_IMAGE").unwrap_or_else(|_| {
+        panic!(
+            "INFRAKIT_TEST_IMAGE is unset: run `eval \"$(scripts/test --prepare-only)\"` as root"
+        )
+    });
+    let mut w = World::new();
+    w.start(
+        "ctr",
+        &[
+            "plugin",
+            "start",
+            "container",
+            "--name",
+            "ctr",
+            "--docker-host",
+            &host,
+            "--container-network",
+            "ikt-cli-instance",
+            "--container-subnet",
+            "10.213.9.0/24",
+            "--container-scope",
+            "cli-instance-test",
+        ],
+        "ctr",
+    );
+    instance_round_trip(
+        &w,
+        "ctr",
+        serde_json::json!({"Image": image, "Cmd": ["sleep", "600"]}),
+        "10.213.9.20",
+    );
 }

@@ -24,7 +24,8 @@ IK_INSTALL_LOG=${IK_INSTALL_LOG:-/var/log/infrakit-install.log}
 IK_WAIT_SECS=${IK_WAIT_SECS:-60}
 # Debian package -> the command that shows it is there (busybox-static: the
 # package itself, since a dynamic busybox can't run in an empty rootfs).
-declare -gA IK_APT_PACKAGES=([docker.io]=dockerd [iproute2]=ip [iptables]=iptables [busybox-static]="" [curl]=curl)
+# chromium: the status page is tested in a real browser (headless).
+declare -gA IK_APT_PACKAGES=([docker.io]=dockerd [iproute2]=ip [iptables]=iptables [busybox-static]="" [curl]=curl [chromium]=chromium)
 
 ik_log() { printf '== %s\n' "$*" >&2; }
 ik_die() { printf 'error: %s\n' "$*" >&2; exit 1; }
@@ -216,11 +217,13 @@ ik_prepare() {
     export INFRAKIT_TEST_IMAGE="$IK_TEST_IMAGE"
     export INFRAKIT_MOTO_ENDPOINT
     INFRAKIT_MOTO_ENDPOINT=$(ik_moto_url)
+    export INFRAKIT_CHROMIUM
+    INFRAKIT_CHROMIUM=$(command -v chromium)
 }
 
 ik_print_env() {
     local v
-    for v in INFRAKIT_DOCKER_HOST INFRAKIT_TEST_IMAGE INFRAKIT_MOTO_ENDPOINT; do
+    for v in INFRAKIT_DOCKER_HOST INFRAKIT_TEST_IMAGE INFRAKIT_MOTO_ENDPOINT INFRAKIT_CHROMIUM; do
         printf 'export %s=%q\n' "$v" "${!v}"
     done
 }

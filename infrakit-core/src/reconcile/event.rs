@@ -169,3 +169,58 @@ impl EngineEvent {
         }
     }
 }
+
+/// One line for people (logs, status pages, progress output), e.g.
+/// `workers: provisioned sim-000004 as 10.0.0.5 (missing)`.
+///
+/// ```
+/// use infrakit_core::reconcile::{Cause, EngineEvent};
+/// let e = EngineEvent::Destroyed { group: "web".into(), id: "i-1".into(), cause: Cause::ScaleDown };
+/// assert_eq!(e.to_string(), "web: destroyed i-1 (scale down)");
+/// ```
+impl std::fmt::Display for EngineEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use EngineEvent::*;
+        let lid =
+            |l: &Option<LogicalId>| l.as_ref().map(|l| format!(" as {l}")).unwrap_or_default();
+        match self {
+            LeadershipGained { term } => write!(f, "leads ({term})"),
+            LeadershipLost { term } => write!(f, "stopped leading ({term} ended)"),
+            GroupStarted { group } => write!(f, "{group}: controller started"),
+            Provisioning {
+                group,
+                logical_id,
+                cause,
+            } => write!(f, "{group}: provisioning{} ({cause})", lid(logical_id)),
+            Provisioned {
+                group,
+                id,
+                logical_id,
+                cause,
+            } => write!(f, "{group}: provisioned {id}{} ({cause})", lid(logical_id)),
+            ProvisionFailed {
+                group,
+                logical_id,
+                error,
+            } => write!(f, "{group}: provision{} failed: {error}", lid(logical_id)),
+            Destroyed { group, id, cause } => write!(f, "{group}: destroyed {id} ({cause})"),
+            DestroyFailed { group, id, error } => {
+                write!(f, "{group}: destroy of {id} failed: {error}")
+            }
+            Adopted { group, id } => write!(f, "{group}: adopted {id}"),
+            UpdateStarted {
+                group, outdated, ..
+            } => write!(f, "{group}: rolling update of {outdated} started"),
+            UpdateCompleted { group, .. } => write!(f, "{group}: rolling update completed"),
+            UpdateFailed { group, reason } => write!(f, "{group}: rolling update failed: {reason}"),
+            Converged { group, size } => write!(f, "{group}: converged ({size})"),
+            PassFailed {
+                group,
+                error,
+                retry_in,
+            } => write!(f, "{group}: pass failed ({error}), retry in {retry_in:?}"),
+            GroupDestroyed { group } => write!(f, "{group}: destroyed"),
+            GroupFreed { group } => write!(f, "{group}: freed"),
+        }
+    }
+}
