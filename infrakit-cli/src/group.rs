@@ -9,6 +9,7 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use infrakit_core::{Group, GroupDescription, GroupError, GroupId, Health, InstanceId};
 use serde_json::json;
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
@@ -259,10 +260,32 @@ pub async fn watch(
     });
     let mut last_line = String::new();
     let mut last_error: Option<String> = None;
+    // Only a pass that started after this command may say "converged": ask the leader for
+    // one now. A plugin that cannot be asked (Go's) is watched until its next pass; one that
+    // numbers no passes at all is taken at its word.
+    let mut after = match manager
+        .on_leader(|g| async move { g.trigger(id).await })
+        .await
+    {
+        Ok(n) => Some(n),
+        Err(e) => {
+            tracing::debug!(error = %format!("{e:#}"), "watch: no pass could be requested");
+            None
+        }
+    };
+    let mut members: Option<BTreeMap<InstanceId, Health>> = None;
     loop {
         match observe(manager, id).await {
             Ok((d, size)) => {
                 last_error = None;
+                let after = *after.get_or_insert(d.passes_started);
+                let fresh = d.pass > after || (d.pass == 0 && d.passes_started == 0);
+                for line in progress(&mut members, &d, json) {
+                    match &bar {
+                        Some(bar) => bar.println(line),
+                        None => println!("{line}"),
+                    }
+                }
                 let ready = ready(&d).min(size as usize);
                 let plan = d.plan.clone().unwrap_or_default();
                 if let Some(bar) = &bar {
@@ -290,7 +313,7 @@ pub async fn watch(
                         last_line = line;
                     }
                 }
-                if d.converged {
+                if d.converged && fresh {
                     if let Some(bar) = &bar {
                         bar.finish();
                     }
@@ -330,6 +353,49 @@ pub async fn watch(
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+}
+
+/// The members' changes since the last look, one line each: provisioned (a new member),
+/// healthy / unhealthy (its health changed), destroyed (gone). JSON lines with `--json`.
+fn progress(
+    seen: &mut Option<BTreeMap<InstanceId, Health>>,
+    d: &GroupDescription,
+    json: bool,
+) -> Vec<String> {
+    let now: BTreeMap<InstanceId, Health> =
+        d.members.iter().map(|m| (m.id.clone(), m.health)).collect();
+    let Some(before) = seen.replace(now.clone()) else {
+        return Vec::new();
+    };
+    let line = |id: &InstanceId, what: &str| {
+        if json {
+            json!({"Member": id, "Event": what}).to_string()
+        } else {
+            format!("{id}: {what}")
+        }
+    };
+    let health = |h: Health| match h {
+        Health::Healthy => "healthy",
+        Health::Unhealthy => "unhealthy",
+        Health::Unknown => "health unknown",
+    };
+    let mut lines = Vec::new();
+    for (id, h) in &now {
+        match before.get(id) {
+            None => {
+                lines.push(line(id, "provisioned"));
+                if *h != Health::Unknown {
+                    lines.push(line(id, health(*h)));
+                }
+            }
+            Some(old) if old != h => lines.push(line(id, health(*h))),
+            Some(_) => {}
+        }
+    }
+    for id in before.keys().filter(|id| !now.contains_key(*id)) {
+        lines.push(line(id, "destroyed"));
+    }
+    lines
 }
 
 fn is_transient(e: &anyhow::Error) -> bool {

@@ -1504,3 +1504,93 @@ fn instance_commands_round_trip_on_the_container_plugin() {
         "10.213.9.20",
     );
 }
+
+#[test]
+fn watch_after_an_out_of_band_destroy_waits_for_the_replacement() {
+    let mut w = World::new();
+    w.start_simulator(&[]);
+    std::fs::write(w.path("leader"), "group").unwrap();
+    let store = w.path("groups.json").display().to_string();
+    let leader = w.path("leader").display().to_string();
+    // A resync far longer than the test: only the watch's own request can bring a pass.
+    w.start(
+        "group",
+        &[
+            "manager",
+            "run",
+            "--name",
+            "group",
+            "--leadership",
+            "file",
+            "--leader-file",
+            &leader,
+            "--store-file",
+            &store,
+            "--resync",
+            "10m",
+            "--calls-per-second",
+            "0",
+        ],
+        "group",
+    );
+    let spec = w.write_spec("workers.json", "3");
+    w.run(&["manager", "commit", &spec, "--manager", "group", "--watch"])
+        .ok();
+    let before = w.sim_instances();
+    assert_eq!(before.len(), 3);
+
+    // Out of band: the leader's last pass still says "converged, 3 members".
+    let victim = before[1].clone();
+    rt().block_on(
+        PluginDir::new(w.plugins())
+            .instance("sim")
+            .destroy(&victim, DestroyContext::Terminate),
+    )
+    .unwrap();
+    let stale = w
+        .run(&[
+            "group",
+            "describe",
+            "workers",
+            "--manager",
+            "group",
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(
+        stale["Converged"], true,
+        "the stale view this test is about: {stale}"
+    );
+
+    let watched = w
+        .run(&[
+            "group",
+            "describe",
+            "workers",
+            "--manager",
+            "group",
+            "--watch",
+            "--json",
+        ])
+        .ok();
+    // When the watch says converged, the replacement exists.
+    let now = w.sim_instances();
+    assert_eq!(now.len(), 3, "{now:?}");
+    assert!(!now.contains(&victim), "{now:?}");
+    let new = now.iter().find(|id| !before.contains(id)).unwrap();
+    // And it said so member by member, as JSON lines.
+    let events: Vec<Value> = watched
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v.get("Member").is_some())
+        .collect();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["Member"] == new.as_str() && e["Event"] == "provisioned"),
+        "{}",
+        watched.stdout
+    );
+}

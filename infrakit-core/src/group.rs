@@ -639,6 +639,19 @@ pub struct GroupDescription {
     /// The last error of the controller, until a pass succeeds.
     #[serde(rename = "LastError", default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// The number of the pass that observed what this describes (0: none, or a plugin that
+    /// does not say).
+    #[serde(rename = "Pass", default, skip_serializing_if = "is_zero")]
+    pub pass: u64,
+    /// How many passes the controller had started when this was read: a description with
+    /// a higher [`pass`](Self::pass) was observed by a pass that started later. `--watch`
+    /// waits for one, so it never reports a state older than the command.
+    #[serde(rename = "PassesStarted", default, skip_serializing_if = "is_zero")]
+    pub passes_started: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// One member in a [`GroupDescription`].
@@ -787,6 +800,16 @@ pub trait Group: Send + Sync {
 
     /// Sets the target size of a scaled group.
     async fn set_size(&self, id: &GroupId, size: u32) -> Result<(), GroupError>;
+
+    /// Asks for a reconcile pass of the group now; returns how many passes had started, so a
+    /// [`GroupDescription`] whose [`pass`](GroupDescription::pass) is higher was observed
+    /// after this call. Not in Go InfraKit's API; the default answers that the plugin cannot.
+    async fn trigger(&self, id: &GroupId) -> Result<u64, GroupError> {
+        Err(GroupError::Other {
+            message: format!("this group plugin cannot be asked for a pass of {id}"),
+            transient: false,
+        })
+    }
 }
 
 impl fmt::Display for Allocation {

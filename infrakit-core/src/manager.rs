@@ -704,6 +704,50 @@ impl Group for Manager {
         Ok(self.stored_spec(id).await?.allocation.target_size() as u32)
     }
 
+    /// Asks the group's controller for a pass now (instead of at its next resync or event)
+    /// and returns the number of passes started so far: the requested pass, and any later,
+    /// has a higher [`GroupDescription::pass`]. Only the leader runs controllers.
+    ///
+    /// ```
+    /// use infrakit_core::*;
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// let manager = Manager::builder(StaticLeadership::leader(), MemoryStore::new())
+    ///     .plugins(Plugins::new().instance("sim", Simulator::new()).flavor("vanilla", flavor::Vanilla))
+    ///     .build();
+    /// manager.start();
+    /// manager.wait_leading().await;
+    /// let spec = GroupSpec::new("web", PluginSpec::new("sim", serde_json::json!({})),
+    ///     PluginSpec::new("vanilla", serde_json::json!({})), Allocation::size(1));
+    /// manager.commit(spec, false).await?;
+    /// let before = manager.trigger(&"web".into()).await?;
+    /// // A description observed by a pass that started after the request:
+    /// loop {
+    ///     let d = manager.describe(&"web".into()).await?;
+    ///     if d.pass > before { break; }
+    ///     tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    /// }
+    /// manager.shutdown().await;
+    /// # Ok::<(), GroupError>(())
+    /// # }).unwrap();
+    /// ```
+    async fn trigger(&self, id: &GroupId) -> Result<u64, GroupError> {
+        let shared = {
+            let g = self.inner.groups.lock().await;
+            g.controllers.get(id).map(|c| Arc::clone(&c.shared))
+        };
+        match shared {
+            Some(s) => {
+                let started = s.passes_started();
+                s.trigger(Trigger::Requested);
+                Ok(started)
+            }
+            None => {
+                self.require_leader()?;
+                Err(GroupError::UnknownGroup { id: id.clone() })
+            }
+        }
+    }
+
     async fn set_size(&self, id: &GroupId, size: u32) -> Result<(), GroupError> {
         let term = self.require_leader()?;
         let gid = id.clone();

@@ -733,6 +733,22 @@ impl Group for RemoteGroup {
         }
     }
 
+    async fn trigger(&self, id: &GroupId) -> Result<u64, GroupError> {
+        const REASON: &str = "wait for the group's next resync instead";
+        if self.older().await? {
+            return Err(self.unsupported("Group.Trigger", REASON));
+        }
+        match self
+            .client
+            .call::<_, TriggerResp>("Group.Trigger", &self.id_req(id))
+            .await
+        {
+            Ok(r) => Ok(r.passes_started),
+            Err(e) if missing_method(&e) => Err(self.unsupported("Group.Trigger", REASON)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     async fn size(&self, id: &GroupId) -> Result<u32, GroupError> {
         if self.older().await? {
             return self.size_from_spec(id).await;

@@ -487,6 +487,16 @@ impl PluginServer {
                     size,
                 })
             }
+            "Group.Trigger" => {
+                let r: GroupIdReq = decode(params)?;
+                let p = self.group_named(&r.name)?;
+                let passes_started = p.trigger(&r.id).await.map_err(|e| e.to_error_object())?;
+                ok(&TriggerResp {
+                    name: r.name,
+                    id: r.id,
+                    passes_started,
+                })
+            }
             "Group.SetSize" => {
                 let r: SizeMsg = decode(params)?;
                 let p = self.group_named(&r.name)?;

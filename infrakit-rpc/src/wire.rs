@@ -390,6 +390,20 @@ pub struct SizeMsg {
     pub size: u32,
 }
 
+/// `Group.Trigger` result (an infrakit-rs extension; Go plugins do not have the method).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TriggerResp {
+    /// The plugin's subtype name.
+    #[serde(rename = "Name", default)]
+    pub name: String,
+    /// The group.
+    #[serde(rename = "ID")]
+    pub id: GroupId,
+    /// Passes started before the requested one.
+    #[serde(rename = "PassesStarted", default)]
+    pub passes_started: u64,
+}
+
 /// `Metadata.List`, `Metadata.Keys` and `Metadata.Get` params: the path as segments.
 ///
 /// Metadata/0.1.0 selects the object by `Type`; Metadata/0.1.1 (Go master,

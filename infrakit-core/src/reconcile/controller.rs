@@ -242,6 +242,8 @@ pub(crate) struct Shared {
     /// Bumped by every spec change, so a pass planned on an older spec never reports
     /// the group converged.
     generation: AtomicU64,
+    /// Passes started so far; the running (or last) pass has this number.
+    passes: AtomicU64,
 }
 
 /// A running controller.
@@ -339,6 +341,7 @@ impl Shared {
             ctx,
             triggers: tx,
             generation: AtomicU64::new(0),
+            passes: AtomicU64::new(0),
         };
         (shared, rx)
     }
@@ -373,11 +376,19 @@ impl Shared {
     }
 
     pub(crate) fn description(&self) -> GroupDescription {
-        self.status
+        let mut d = self
+            .status
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .description
-            .clone()
+            .clone();
+        d.passes_started = self.passes.load(Ordering::SeqCst);
+        d
+    }
+
+    /// Passes started so far: a pass numbered higher starts after this call.
+    pub(crate) fn passes_started(&self) -> u64 {
+        self.passes.load(Ordering::SeqCst)
     }
 
     /// Records a failed pass: the group is not known to be converged any more.
@@ -395,6 +406,7 @@ impl Shared {
             let span = tracing::info_span!("reconcile", group = %self.id, ?trigger);
             let result = {
                 let mut work = self.work.lock().await;
+                self.passes.fetch_add(1, Ordering::SeqCst);
                 self.pass(&mut work).instrument(span).await
             };
             metrics::counter!("infrakit_reconcile_passes_total", "group" => self.id.to_string())
@@ -727,6 +739,8 @@ impl Shared {
             plan: Some(plan.explain()),
             // This pass observed the provider; an error of its actions is set afterwards.
             last_error: None,
+            pass: self.passes.load(Ordering::SeqCst),
+            passes_started: 0,
         };
     }
 

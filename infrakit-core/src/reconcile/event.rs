@@ -19,6 +19,8 @@ pub enum Trigger {
     LeadershipChanged,
     /// A retry after a failed pass (with backoff), or a requeue while waiting for progress.
     Retry,
+    /// A program or operator asked for a pass ([`Group::trigger`](crate::Group::trigger)).
+    Requested,
 }
 
 /// Everything the engine does, as typed events on a broadcast channel (for logs, metrics,
