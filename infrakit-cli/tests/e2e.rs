@@ -210,26 +210,28 @@ impl World {
 
     /// Starts a replica `name` with file leadership and the shared file store.
     fn start_replica(&mut self, name: &str) {
+        self.start_replica_with(name, &["--resync", "300ms"]);
+    }
+
+    /// Like [`start_replica`](Self::start_replica), with these options instead of the
+    /// default resync.
+    fn start_replica_with(&mut self, name: &str, options: &[&str]) {
         let leader = self.path("leader").display().to_string();
         let store = self.path("groups.json").display().to_string();
-        self.start(
+        let mut args = vec![
+            "manager",
+            "run",
+            "--name",
             name,
-            &[
-                "manager",
-                "run",
-                "--name",
-                name,
-                "--leadership",
-                "file",
-                "--leader-file",
-                &leader,
-                "--store-file",
-                &store,
-                "--resync",
-                "300ms",
-            ],
-            name,
-        );
+            "--leadership",
+            "file",
+            "--leader-file",
+            &leader,
+            "--store-file",
+            &store,
+        ];
+        args.extend_from_slice(options);
+        self.start(name, &args, name);
     }
 
     fn write_spec(&self, file: &str, size: &str) -> String {
@@ -941,31 +943,16 @@ fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
 impl World {
     /// Starts a replica `name` serving its window on `port` (file leadership, shared store).
     fn start_replica_with_http(&mut self, name: &str, port: u16) {
-        let leader = self.path("leader").display().to_string();
-        let store = self.path("groups.json").display().to_string();
         let http = format!("127.0.0.1:{port}");
-        self.start(
-            name,
-            &[
-                "manager",
-                "run",
-                "--name",
-                name,
-                "--leadership",
-                "file",
-                "--leader-file",
-                &leader,
-                "--store-file",
-                &store,
-                "--resync",
-                "300ms",
-                "--calls-per-second",
-                "0",
-                "--http",
-                &http,
-            ],
-            name,
-        );
+        let options = [
+            "--resync",
+            "300ms",
+            "--calls-per-second",
+            "0",
+            "--http",
+            &http,
+        ];
+        self.start_replica_with(name, &options);
         self.wait_for(&format!("{name}'s window on {http}"), || {
             http_get(port, "/healthz").filter(|(c, _)| *c == 200)
         });
@@ -1510,29 +1497,8 @@ fn watch_after_an_out_of_band_destroy_waits_for_the_replacement() {
     let mut w = World::new();
     w.start_simulator(&[]);
     std::fs::write(w.path("leader"), "group").unwrap();
-    let store = w.path("groups.json").display().to_string();
-    let leader = w.path("leader").display().to_string();
     // A resync far longer than the test: only the watch's own request can bring a pass.
-    w.start(
-        "group",
-        &[
-            "manager",
-            "run",
-            "--name",
-            "group",
-            "--leadership",
-            "file",
-            "--leader-file",
-            &leader,
-            "--store-file",
-            &store,
-            "--resync",
-            "10m",
-            "--calls-per-second",
-            "0",
-        ],
-        "group",
-    );
+    w.start_replica_with("group", &["--resync", "10m", "--calls-per-second", "0"]);
     let spec = w.write_spec("workers.json", "3");
     w.run(&["manager", "commit", &spec, "--manager", "group", "--watch"])
         .ok();
