@@ -123,3 +123,21 @@ where
     });
     FakePlugin { requests }
 }
+
+/// A started manager that leads (static leadership, memory store) over a fresh simulator
+/// (`simulator`) and the plain flavor (`vanilla`), resyncing every 100 ms.
+pub async fn leading_manager() -> (infrakit_core::Manager, infrakit_core::Simulator) {
+    use infrakit_core::*;
+    let cloud = Simulator::new();
+    let manager = Manager::builder(StaticLeadership::leader(), MemoryStore::new())
+        .plugins(
+            Plugins::new()
+                .instance("simulator", cloud.clone())
+                .flavor("vanilla", flavor::Vanilla),
+        )
+        .options(EngineOptions::default().resync(std::time::Duration::from_millis(100)))
+        .build();
+    manager.start();
+    manager.wait_leading().await;
+    (manager, cloud)
+}

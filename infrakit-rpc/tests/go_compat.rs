@@ -308,17 +308,7 @@ struct Replica {
 async fn replica(status: Status) -> Replica {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("group");
-    let cloud = Simulator::new();
-    let manager = Manager::builder(StaticLeadership::leader(), MemoryStore::new())
-        .plugins(
-            Plugins::new()
-                .instance("simulator", cloud.clone())
-                .flavor("vanilla", flavor::Vanilla),
-        )
-        .options(EngineOptions::default().resync(Duration::from_millis(100)))
-        .build();
-    manager.start();
-    manager.wait_leading().await;
+    let (manager, cloud) = common::leading_manager().await;
     let server = PluginServer::new()
         .group("", Arc::new(manager.clone()))
         .metadata(

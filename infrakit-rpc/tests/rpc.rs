@@ -220,17 +220,7 @@ async fn metadata_round_trips() {
 async fn every_group_method_round_trips() {
     let dir = tempfile::tempdir().unwrap();
     let plugins = PluginDir::new(dir.path());
-    let cloud = Simulator::new();
-    let manager = Manager::builder(StaticLeadership::leader(), MemoryStore::new())
-        .plugins(
-            Plugins::new()
-                .instance("simulator", cloud.clone())
-                .flavor("vanilla", flavor::Vanilla),
-        )
-        .options(EngineOptions::default().resync(Duration::from_millis(100)))
-        .build();
-    manager.start();
-    manager.wait_leading().await;
+    let (manager, cloud) = common::leading_manager().await;
     let _server = PluginServer::new()
         .group("", Arc::new(manager.clone()))
         .serve(plugins.socket("group"))
