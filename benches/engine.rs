@@ -176,7 +176,6 @@ fn heal(c: &mut Criterion) {
             .options(
                 EngineOptions::default()
                     .resync(resync)
-                    .calls_per_second(None)
                     .settle(Duration::from_millis(1)),
             )
             .build();

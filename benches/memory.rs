@@ -43,11 +43,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     .instance("simulator", cloud.clone())
                     .flavor("vanilla", flavor::Vanilla),
             )
-            .options(
-                EngineOptions::default()
-                    .resync(Duration::from_secs(3600))
-                    .calls_per_second(None),
-            )
+            .options(EngineOptions::default().resync(Duration::from_secs(3600)))
             .build();
         let took = rt.block_on(async {
             manager.start();

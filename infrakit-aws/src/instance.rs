@@ -617,6 +617,13 @@ impl Instance for Ec2Instance {
         Ec2Properties::parse(properties).map(|_| ())
     }
 
+    /// EC2's API budget: 50 calls per second, bursts of 50 (the engine's share of a
+    /// region's request-rate limits; override with `Plugins::instance_limited` or a spec's
+    /// `RateLimit`).
+    fn call_limit(&self) -> Option<infrakit_core::CallLimit> {
+        Some(infrakit_core::CallLimit::per_second(50))
+    }
+
     async fn provision(&self, spec: InstanceSpec) -> Result<InstanceId, InstanceError> {
         let p = Ec2Properties::parse(&spec.properties)?;
         let user_data = user_data(&spec.init)?;

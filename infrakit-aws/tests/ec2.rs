@@ -657,7 +657,6 @@ async fn a_pass_over_500_instances_costs_the_listing_pages_and_nothing_per_insta
         .options(
             EngineOptions::default()
                 .resync(Duration::from_millis(1000))
-                .calls_per_second(None)
                 .parallelism(32),
         )
         .build();

@@ -261,8 +261,9 @@ pub struct RunArgs {
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
     pub resync: Duration,
 
-    /// Global limit on provider calls per second; 0 for none.
-    #[arg(long, default_value_t = 50, value_name = "N")]
+    /// A limit on each instance plugin's calls per second, in place of what each plugin
+    /// declares (EC2: 50; the simulator and local plugins: none); 0 keeps each plugin's own.
+    #[arg(long, default_value_t = 0, value_name = "N")]
     pub calls_per_second: u32,
 
     /// Serve the operator's window on this address: a live status page at `/`, `/metrics`

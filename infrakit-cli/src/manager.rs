@@ -5,6 +5,7 @@ use crate::cli::{CommitArgs, LeadershipKind, RunArgs, StoreKind};
 use crate::remote::{self, Manager as Replica};
 use anyhow::Context;
 use async_trait::async_trait;
+use infrakit_core::CallLimit;
 use infrakit_core::metadata::path_segments;
 use infrakit_core::reconcile::EngineOptions;
 use infrakit_core::{
@@ -77,15 +78,14 @@ pub async fn run(dir: PluginDir, args: RunArgs) -> anyhow::Result<()> {
         tracing::info!(%kind, %name, "built-in plugin in this process");
         plugins = builtin.register(plugins, name);
     }
-    let plugins = plugins.fallback(Arc::new(dir.clone()));
+    let mut plugins = plugins.fallback(Arc::new(dir.clone()));
+    if args.calls_per_second > 0 {
+        plugins = plugins.limit_instances(CallLimit::per_second(args.calls_per_second));
+    }
 
     let manager = Manager::builder_arc(leadership, store)
         .plugins(plugins)
-        .options(
-            EngineOptions::default()
-                .resync(args.resync)
-                .calls_per_second((args.calls_per_second > 0).then_some(args.calls_per_second)),
-        )
+        .options(EngineOptions::default().resync(args.resync))
         .build();
     let status = ReplicaStatus {
         manager: manager.clone(),

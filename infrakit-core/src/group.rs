@@ -229,6 +229,11 @@ pub struct PluginSpec {
     /// Properties passed to the plugin verbatim.
     #[serde(rename = "Properties", default)]
     pub properties: Value,
+    /// A limit on this group's calls to the plugin, on top of the plugin's own
+    /// ([`Instance::call_limit`](crate::Instance::call_limit)); only read for the instance
+    /// plugin, and not part of the configuration hash (changing it rolls nothing).
+    #[serde(rename = "RateLimit", default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<crate::instance::CallLimit>,
 }
 
 impl PluginSpec {
@@ -237,7 +242,15 @@ impl PluginSpec {
         Self {
             plugin: plugin.into(),
             properties,
+            rate_limit: None,
         }
+    }
+
+    /// Sets a limit on this group's calls to the plugin.
+    #[must_use]
+    pub fn rate_limit(mut self, limit: crate::instance::CallLimit) -> Self {
+        self.rate_limit = Some(limit);
+        self
     }
 
     /// The plugin name (before `/`).
@@ -268,6 +281,12 @@ impl PluginSpec {
             return Err(SpecError::new(
                 "Plugin",
                 format!("{p:?} is not of the form name or name/subtype"),
+            ));
+        }
+        if self.rate_limit.is_some_and(|l| l.per_second == 0) {
+            return Err(SpecError::new(
+                "RateLimit.PerSecond",
+                "must be at least 1 (leave RateLimit out for no limit)",
             ));
         }
         Ok(())
@@ -731,13 +750,37 @@ pub enum GroupError {
     },
     /// The instance plugin failed.
     #[error("instance plugin: {0}")]
-    Instance(#[from] InstanceError),
+    Instance(InstanceError),
     /// The flavor plugin failed.
     #[error("flavor plugin: {0}")]
-    Flavor(#[from] FlavorError),
+    Flavor(FlavorError),
     /// The spec store failed.
     #[error("store: {0}")]
-    Store(#[from] StoreError),
+    Store(StoreError),
+    /// A destroy took some members and not the rest; `cause` is the first failure. The
+    /// destroy stays under way (recorded in the store) and the rest is retried.
+    #[error("group {group}: {destroyed} destroyed, {} remain; the rest is retried", remaining.len())]
+    PartialDestroy {
+        /// The group.
+        group: GroupId,
+        /// Members destroyed so far.
+        destroyed: usize,
+        /// Members still there.
+        remaining: Vec<InstanceId>,
+        /// The first failure.
+        #[source]
+        cause: Box<GroupError>,
+    },
+    /// A wait for convergence ran out of time.
+    #[error("group {group} not converged after {waited:?}: {plan}")]
+    NotConverged {
+        /// The group.
+        group: GroupId,
+        /// How long the caller waited.
+        waited: std::time::Duration,
+        /// The controller's plan when the wait ended.
+        plan: String,
+    },
     /// Anything else, e.g. an error from a remote group plugin, message preserved.
     #[error("{message}")]
     Other {
@@ -748,10 +791,31 @@ pub enum GroupError {
     },
 }
 
+// The plugins' and the store's errors are shown in the message (with their subsystem named),
+// so they are not also returned as `source()`: a report walking the chain would repeat them.
+impl From<InstanceError> for GroupError {
+    fn from(e: InstanceError) -> Self {
+        GroupError::Instance(e)
+    }
+}
+
+impl From<FlavorError> for GroupError {
+    fn from(e: FlavorError) -> Self {
+        GroupError::Flavor(e)
+    }
+}
+
+impl From<StoreError> for GroupError {
+    fn from(e: StoreError) -> Self {
+        GroupError::Store(e)
+    }
+}
+
 impl Classify for GroupError {
     fn kind(&self) -> ErrorKind {
         match self {
-            GroupError::NotLeader { .. } => ErrorKind::Transient,
+            GroupError::NotLeader { .. } | GroupError::NotConverged { .. } => ErrorKind::Transient,
+            GroupError::PartialDestroy { cause, .. } => cause.kind(),
             GroupError::Instance(e) => e.kind(),
             GroupError::Flavor(e) => e.kind(),
             GroupError::Store(e) => e.kind(),

@@ -378,4 +378,65 @@ pub trait Instance: Send + Sync {
     fn events(&self) -> Option<InstanceEvents> {
         None
     }
+
+    /// The most calls per second this plugin's provider takes (`None`: no limit, the
+    /// default, right for an embedded or local provider). The engine applies it to every
+    /// `describe`, `provision`, `label` and `destroy` it makes, shared by all groups that use
+    /// the plugin; a cloud provider returns its API's budget (EC2: 50 per second).
+    fn call_limit(&self) -> Option<CallLimit> {
+        None
+    }
+}
+
+/// A limit on provider calls: `PerSecond` on average, bursts up to `Burst` (at least 1;
+/// `0` or absent: the same as `PerSecond`).
+///
+/// In a spec, under the instance plugin (it tightens the plugin's own limit for that group):
+/// `"Instance": {"Plugin": "aws", "RateLimit": {"PerSecond": 5, "Burst": 10}, "Properties": {}}`.
+///
+/// ```
+/// use infrakit_core::instance::CallLimit;
+/// let limit: CallLimit = serde_json::from_str(r#"{"PerSecond": 5}"#).unwrap();
+/// assert_eq!(limit, CallLimit::per_second(5));
+/// assert_eq!(limit.burst_size(), 5);
+/// assert_eq!(CallLimit::per_second(5).burst(20).burst_size(), 20);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallLimit {
+    /// Calls per second, on average (at least 1).
+    #[serde(rename = "PerSecond")]
+    pub per_second: u32,
+    /// Calls allowed at once after a quiet time (`0`: `per_second`).
+    #[serde(rename = "Burst", default, skip_serializing_if = "is_zero")]
+    pub burst: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl CallLimit {
+    /// `n` calls per second, bursts of `n`.
+    pub fn per_second(n: u32) -> Self {
+        Self {
+            per_second: n,
+            burst: 0,
+        }
+    }
+
+    /// Sets the burst.
+    #[must_use]
+    pub fn burst(mut self, burst: u32) -> Self {
+        self.burst = burst;
+        self
+    }
+
+    /// The burst in effect.
+    pub fn burst_size(&self) -> u32 {
+        if self.burst == 0 {
+            self.per_second.max(1)
+        } else {
+            self.burst
+        }
+    }
 }

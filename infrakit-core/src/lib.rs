@@ -129,10 +129,13 @@
 //!
 //! **Engine defaults** ([`EngineOptions`]): a resync pass every 10 s (provider events trigger
 //! passes sooner), 16 provider and flavor calls in flight per group, retries after a failed pass
-//! from 200 ms doubling to 30 s (reset on success), and **at most 50 provider calls per second
-//! for all groups of a manager** (cloud APIs throttle). An embedded simulator or a local
-//! provider usually wants more: `EngineOptions::default().calls_per_second(None)` lifts the
-//! limit.
+//! from 200 ms doubling to 30 s (reset on success).
+//!
+//! **Provider call limits belong to the plugin**: an instance plugin says what it can take
+//! ([`Instance::call_limit`]: none for the simulator and local plugins, 50 calls per second
+//! for EC2), shared by every group that uses it; the builder overrides it
+//! ([`Plugins::instance_limited`]) and a group's spec can tighten it for that group
+//! (`"Instance": {"Plugin": "aws", "RateLimit": {"PerSecond": 5}}`).
 //!
 //! **Metrics**, through the [`metrics`](https://docs.rs/metrics) facade (install any
 //! recorder, e.g. a Prometheus exporter, to see them): `infrakit_reconcile_passes_total` and
@@ -210,7 +213,7 @@ pub use group::{
 };
 pub use id::{GroupId, InstanceId, LogicalId};
 pub use instance::{
-    Attachment, Description, DestroyContext, Instance, InstanceError, InstanceEvent,
+    Attachment, CallLimit, Description, DestroyContext, Instance, InstanceError, InstanceEvent,
     InstanceEvents, InstanceSpec,
 };
 pub use leadership::{
@@ -223,5 +226,7 @@ pub use plugins::{PluginResolver, Plugins};
 pub use reconcile::{EngineEvent, EngineOptions};
 pub use simulator::Simulator;
 pub use spec_error::SpecError;
-pub use store::{FileStore, GlobalSpec, MemoryStore, Store, StoreError, Version, Versioned};
+pub use store::{
+    Epoch, FencedStore, FileStore, GlobalSpec, MemoryStore, Store, StoreError, Version, Versioned,
+};
 pub use tags::{CONFIG_HASH_TAG, GROUP_TAG, LOGICAL_ID_TAG, Tags};

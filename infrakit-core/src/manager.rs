@@ -1,29 +1,36 @@
-//! The manager: one per replica. It follows the leadership stream, runs a controller per group
-//! while (and only while) its replica leads, and serves the [`Group`] API.
+//! The manager: one per replica. It follows the leadership stream, claims a leader epoch
+//! from the store when it gains leadership, runs a controller per group while (and only
+//! while) its replica leads, and serves the [`Group`] API.
+//!
+//! Invariants: the manager holds only handles to its controllers and sends them commands; it
+//! never reads or writes a controller's state. Every store write goes through the term's
+//! [`FencedStore`] (refused once a newer epoch is stored), and intent is written before it is
+//! acted on: a commit's spec, a destroy's mark, a free's removal. Plugins are resolved once
+//! per commit. On leadership loss the state is published (the fence closes) before the
+//! controllers are stopped and awaited, and `LeadershipLost` is emitted only after that.
 
 use crate::error::Classify;
-use crate::flavor::Flavor;
-use crate::group::{Group, GroupDescription, GroupError, GroupSpec};
+use crate::group::{Allocation, Group, GroupDescription, GroupError, GroupSpec};
 use crate::id::{GroupId, InstanceId};
-use crate::instance::DestroyContext;
-use crate::instance::Instance;
 use crate::leadership::{Leadership, LeadershipState, Term};
-use crate::plugins::Plugins;
-use crate::reconcile::controller::{Context, Controller, Fence};
-use crate::reconcile::{EngineEvent, EngineOptions, RateLimiter, Trigger};
+use crate::plugins::{GroupPlugins, Plugins};
+use crate::reconcile::controller::{
+    Controller, ControllerClient, LeaderTerm, Report, preview_detached,
+};
+use crate::reconcile::fence::Fence;
+use crate::reconcile::{Backoff, EngineEvent, EngineOptions, Plan};
 use crate::spec_error::SpecError;
-use crate::store::{GlobalSpec, Store, StoreError};
+use crate::store::{Epoch, FencedStore, GlobalSpec, Store};
 use async_trait::async_trait;
 use futures::StreamExt;
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
-use tokio::sync::{Mutex, broadcast, watch};
+use tokio::sync::{Mutex, Notify, broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 
-/// A group's instance and flavor plugins.
-type PluginPair = (Arc<dyn Instance>, Arc<dyn Flavor>);
+/// How long a mutating call waits for a new leader to finish claiming its epoch.
+const READY_WAIT: Duration = Duration::from_secs(10);
 
 /// A replica's manager. Cheap to clone; clones share the replica.
 ///
@@ -52,27 +59,36 @@ type PluginPair = (Arc<dyn Instance>, Arc<dyn Flavor>);
 /// ```
 #[derive(Clone)]
 pub struct Manager {
-    inner: Arc<Inner>,
+    replica: Arc<Replica>,
 }
 
-struct Inner {
+/// One replica's parts.
+struct Replica {
     leadership: Arc<dyn Leadership>,
     store: Arc<dyn Store>,
     plugins: Plugins,
     options: EngineOptions,
     events: broadcast::Sender<EngineEvent>,
+    /// What the replica believes about leadership; every fence reads it.
     state: watch::Sender<LeadershipState>,
-    limiter: Option<Arc<RateLimiter>>,
-    groups: Mutex<Groups>,
+    /// Notified when a term becomes ready or ends.
+    changed: Notify,
+    /// Notified when the replica stepped down for a newer epoch.
+    relead: Notify,
+    /// The epoch this replica claimed last (a later claim over it needs no wait).
+    last_epoch: StdMutex<Option<Epoch>>,
+    terms: Mutex<Option<Leading>>,
     runner: StdMutex<Option<JoinHandle<()>>>,
 }
 
-#[derive(Default)]
-struct Groups {
-    term: Option<Term>,
-    ctx: Option<Arc<Context>>,
+/// The term this replica leads in.
+struct Leading {
+    term: Term,
+    /// Set once the epoch is claimed and the stored groups' controllers are started.
+    ready: Option<Arc<LeaderTerm>>,
     controllers: BTreeMap<GroupId, Controller>,
-    loader: Option<JoinHandle<()>>,
+    /// Claims the epoch, starts the controllers, then handles their reports.
+    task: Option<JoinHandle<()>>,
 }
 
 /// Builds a [`Manager`].
@@ -102,20 +118,18 @@ impl ManagerBuilder {
     pub fn build(self) -> Manager {
         let (events, _) = broadcast::channel(4096);
         let (state, _) = watch::channel(LeadershipState::Follower { leader: None });
-        let limiter = self
-            .options
-            .calls_per_second
-            .map(|n| Arc::new(RateLimiter::new(n, n.max(1))));
         Manager {
-            inner: Arc::new(Inner {
+            replica: Arc::new(Replica {
                 leadership: self.leadership,
                 store: self.store,
                 plugins: self.plugins,
                 options: self.options,
                 events,
                 state,
-                limiter,
-                groups: Mutex::new(Groups::default()),
+                changed: Notify::new(),
+                relead: Notify::new(),
+                last_epoch: StdMutex::new(None),
+                terms: Mutex::new(None),
                 runner: StdMutex::new(None),
             }),
         }
@@ -143,17 +157,25 @@ impl Manager {
 
     /// Every action of the engine, as it happens.
     pub fn events(&self) -> broadcast::Receiver<EngineEvent> {
-        self.inner.events.subscribe()
+        self.replica.events.subscribe()
+    }
+
+    fn emit(&self, event: EngineEvent) {
+        let _ = self.replica.events.send(event);
     }
 
     /// This replica's leadership as the manager last saw it.
     pub fn leadership(&self) -> LeadershipState {
-        self.inner.state.borrow().clone()
+        self.replica.state.borrow().clone()
     }
 
     /// Starts following leadership in a background task (idempotent).
     pub fn start(&self) {
-        let mut runner = self.inner.runner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut runner = self
+            .replica
+            .runner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if runner.is_some() {
             return;
         }
@@ -164,9 +186,23 @@ impl Manager {
     /// Follows leadership until the source's stream ends. [`start`](Self::start) runs this in
     /// a task; call it directly to drive the manager from your own task.
     pub async fn run(&self) {
-        let mut states = self.inner.leadership.watch();
-        while let Some(state) = states.next().await {
-            self.on_leadership(state).await;
+        let mut states = self.replica.leadership.watch();
+        loop {
+            tokio::select! {
+                state = states.next() => match state {
+                    Some(state) => self.on_leadership(state).await,
+                    None => break,
+                },
+                () = self.replica.relead.notified() => {
+                    // Stepped down for a newer epoch: lead again only if the source still
+                    // says so once the other leader had its chance.
+                    tokio::time::sleep(self.replica.options.fence_ttl.max(Duration::from_millis(100))).await;
+                    let now = self.replica.leadership.current().await;
+                    if now.is_leader() && self.replica.terms.lock().await.is_none() {
+                        self.on_leadership(now).await;
+                    }
+                }
+            }
         }
         self.on_leadership(LeadershipState::Follower { leader: None })
             .await;
@@ -175,7 +211,7 @@ impl Manager {
     /// Stops following leadership and stops every controller. Instances keep running.
     pub async fn shutdown(&self) {
         let runner = self
-            .inner
+            .replica
             .runner
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -188,26 +224,23 @@ impl Manager {
             .await;
     }
 
-    /// Waits until this replica leads and its controllers are started.
+    /// Waits until this replica leads, has claimed its epoch and has started its
+    /// controllers.
     pub async fn wait_leading(&self) -> Term {
-        let mut events = self.events();
         loop {
+            let changed = self.replica.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if let Some(l) = &*self.replica.terms.lock().await
+                && l.ready.is_some()
             {
-                let g = self.inner.groups.lock().await;
-                if let (Some(term), None) = (g.term, &g.loader) {
-                    return term;
-                }
-                if let (Some(term), Some(l)) = (g.term, &g.loader)
-                    && l.is_finished()
-                {
-                    return term;
-                }
+                return l.term;
             }
-            let _ = tokio::time::timeout(Duration::from_millis(50), events.recv()).await;
+            let _ = tokio::time::timeout(Duration::from_millis(200), changed).await;
         }
     }
 
-    /// Waits until a group is converged, or fails after `timeout`.
+    /// Waits until a group is converged; [`GroupError::NotConverged`] after `timeout`.
     pub async fn wait_converged(
         &self,
         id: &GroupId,
@@ -221,12 +254,10 @@ impl Manager {
                 return Ok(d);
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(GroupError::Other {
-                    message: format!(
-                        "group {id} not converged after {timeout:?}: {}",
-                        d.plan.unwrap_or_default()
-                    ),
-                    transient: true,
+                return Err(GroupError::NotConverged {
+                    group: id.clone(),
+                    waited: timeout,
+                    plan: d.plan.unwrap_or_default(),
                 });
             }
             let _ = tokio::time::timeout_at(
@@ -238,116 +269,227 @@ impl Manager {
     }
 
     async fn on_leadership(&self, state: LeadershipState) {
-        let mut g = self.inner.groups.lock().await;
+        let mut terms = self.replica.terms.lock().await;
         match state {
             LeadershipState::Leader { term } => {
-                if g.term == Some(term) {
+                if terms.as_ref().is_some_and(|l| l.term == term) {
                     return;
                 }
-                if g.term.is_some() {
-                    Self::stop_term(&self.inner, &mut g).await;
+                if let Some(old) = terms.take() {
+                    self.stop_term(old).await;
                 }
-                self.inner.state.send_replace(state);
-                let ctx = Arc::new(Context {
-                    options: self.inner.options.clone(),
-                    events: self.inner.events.clone(),
-                    limiter: self.inner.limiter.clone(),
-                    fence: Fence {
-                        rx: self.inner.state.subscribe(),
-                        term,
-                    },
-                });
-                g.term = Some(term);
-                g.ctx = Some(Arc::clone(&ctx));
-                tracing::info!(%term, "leading: loading specs");
-                let _ = self
-                    .inner
-                    .events
-                    .send(EngineEvent::LeadershipGained { term });
+                self.replica.state.send_replace(state);
+                tracing::info!(%term, "leading: claiming an epoch");
+                self.emit(EngineEvent::LeadershipGained { term });
                 let this = self.clone();
-                g.loader = Some(tokio::spawn(async move { this.load_and_start(ctx).await }));
+                *terms = Some(Leading {
+                    term,
+                    ready: None,
+                    controllers: BTreeMap::new(),
+                    task: Some(tokio::spawn(async move { this.lead(term).await })),
+                });
             }
             other => {
-                // Fence first: every in-flight check fails from here on.
-                self.inner.state.send_replace(other);
-                if g.term.is_some() {
-                    Self::stop_term(&self.inner, &mut g).await;
+                // Fence first: every check fails from here on.
+                self.replica.state.send_replace(other);
+                if let Some(old) = terms.take() {
+                    self.stop_term(old).await;
                 }
             }
         }
     }
 
-    async fn stop_term(inner: &Inner, g: &mut Groups) {
-        if let Some(l) = g.loader.take() {
-            l.abort();
-            let _ = l.await;
+    async fn stop_term(&self, mut leading: Leading) {
+        if let Some(t) = leading.task.take() {
+            t.abort();
+            let _ = t.await;
         }
-        let controllers = std::mem::take(&mut g.controllers);
-        for (_, c) in controllers {
+        for (_, c) in std::mem::take(&mut leading.controllers) {
             c.stop().await;
         }
-        g.ctx = None;
-        if let Some(term) = g.term.take() {
-            tracing::warn!(%term, "no longer leading: controllers stopped");
-            let _ = inner.events.send(EngineEvent::LeadershipLost { term });
+        tracing::warn!(term = %leading.term, "no longer leading: controllers stopped");
+        self.emit(EngineEvent::LeadershipLost { term: leading.term });
+        self.replica.changed.notify_waiters();
+    }
+
+    /// A term's own task: claim an epoch, start a controller per stored group, then handle
+    /// the controllers' reports until the term ends.
+    async fn lead(&self, term: Term) {
+        let (reports, mut rx) = mpsc::unbounded_channel();
+        let Some(leader) = self.claim(term, reports).await else {
+            return;
+        };
+        while let Some(report) = rx.recv().await {
+            match report {
+                Report::Destroyed { group } => {
+                    if let Err(e) = self.forget_destroyed(&leader, &group).await {
+                        tracing::warn!(%group, error = %e, "cannot remove a destroyed group from the store");
+                    }
+                }
+                Report::Superseded { current } => {
+                    self.superseded(term, current).await;
+                    return;
+                }
+            }
         }
     }
 
-    /// On gaining leadership: load the specs (retrying) and start a controller per group.
-    async fn load_and_start(&self, ctx: Arc<Context>) {
-        let mut backoff =
-            crate::reconcile::Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
-        let global = loop {
-            if ctx.fence.check().is_err() {
-                return;
+    /// Claims an epoch (retrying while this replica leads in `term`) and starts the stored
+    /// groups' controllers. `None` if the term ended first.
+    async fn claim(
+        &self,
+        term: Term,
+        reports: mpsc::UnboundedSender<Report>,
+    ) -> Option<Arc<LeaderTerm>> {
+        let opts = &self.replica.options;
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
+        let claim = loop {
+            if self.replica.state.borrow().term() != Some(term) {
+                return None;
             }
-            match self.inner.store.load().await {
-                Ok(v) => break v.map(|v| v.value).unwrap_or_default(),
+            match FencedStore::claim(Arc::clone(&self.replica.store)).await {
+                Ok(c) => break c,
                 Err(e) => {
                     let d = backoff.next_delay(None);
-                    tracing::warn!(error = %e, retry_in = ?d, "cannot load specs");
+                    tracing::warn!(error = %e, retry_in = ?d, "cannot claim an epoch");
                     tokio::time::sleep(d).await;
                 }
             }
         };
-        let mut g = self.inner.groups.lock().await;
-        if g.ctx.as_ref().is_none_or(|c| !Arc::ptr_eq(c, &ctx)) {
-            return;
-        }
-        for spec in global.groups.into_values() {
-            // A commit that raced the load already started this group's controller.
-            if g.controllers.contains_key(&spec.id) {
-                continue;
-            }
-            match self.controller_for(spec, &ctx) {
-                Ok(c) => {
-                    g.controllers.insert(c.shared.id.clone(), c);
+        let epoch = claim.store.epoch();
+        let mine = {
+            let mut last = self
+                .replica
+                .last_epoch
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let mine = claim.previous.is_none() || claim.previous == *last;
+            *last = Some(epoch);
+            mine
+        };
+        let fence = Arc::new(Fence::new(
+            self.replica.state.subscribe(),
+            term,
+            claim.store,
+            opts.fence_ttl,
+            !mine,
+        ));
+        let leader = Arc::new(LeaderTerm {
+            options: opts.clone(),
+            events: self.replica.events.clone(),
+            fence,
+            reports,
+        });
+        self.emit(EngineEvent::EpochClaimed { term, epoch });
+        let mut terms = self.replica.terms.lock().await;
+        let leading = terms.as_mut().filter(|l| l.term == term)?;
+        let global = claim.global;
+        for spec in global.groups.values() {
+            match self.replica.plugins.resolve_group(spec) {
+                Ok(plugins) => {
+                    let destroying = global.is_destroying(&spec.id);
+                    leading.controllers.insert(
+                        spec.id.clone(),
+                        Controller::start(spec.clone(), plugins, destroying, Arc::clone(&leader)),
+                    );
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, "cannot start a controller for a stored group")
+                    tracing::error!(group = %spec.id, error = %e, "cannot start a controller for a stored group")
                 }
+            }
+        }
+        leading.ready = Some(Arc::clone(&leader));
+        drop(terms);
+        tracing::info!(%term, %epoch, "leading: controllers started");
+        self.replica.changed.notify_waiters();
+        Some(leader)
+    }
+
+    /// A newer epoch is stored while the source still says this replica leads: end the term;
+    /// [`run`](Self::run) leads again (with a new epoch) only if the source still says so
+    /// after a while.
+    async fn superseded(&self, term: Term, current: Epoch) {
+        tracing::warn!(%term, %current, "a newer leader claimed the store: stepping down");
+        let this = self.clone();
+        // The term's own task runs this: stop the term from another task.
+        tokio::spawn(async move {
+            let mut terms = this.replica.terms.lock().await;
+            if terms.as_ref().is_some_and(|l| l.term == term) {
+                this.replica
+                    .state
+                    .send_replace(LeadershipState::Follower { leader: None });
+                if let Some(old) = terms.take() {
+                    this.stop_term(old).await;
+                }
+            }
+            drop(terms);
+            this.replica.relead.notify_one();
+        });
+    }
+
+    /// The term a mutation acts in, waiting (briefly) for a new leader's claim.
+    async fn leading(&self) -> Result<Arc<LeaderTerm>, GroupError> {
+        let deadline = tokio::time::Instant::now() + READY_WAIT;
+        loop {
+            let changed = self.replica.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            {
+                let terms = self.replica.terms.lock().await;
+                match &*terms {
+                    Some(Leading {
+                        ready: Some(l),
+                        term,
+                        ..
+                    }) if self.replica.state.borrow().term() == Some(*term) => {
+                        return Ok(Arc::clone(l));
+                    }
+                    Some(_) => {}
+                    None => return Err(self.not_leader()),
+                }
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return Err(self.not_leader());
             }
         }
     }
 
-    /// The instance and flavor plugins a spec names; errors name the spec's field.
-    fn resolve(&self, spec: &GroupSpec) -> Result<PluginPair, SpecError> {
-        let instance = self
-            .inner
-            .plugins
-            .resolve_instance(&spec.instance)
-            .map_err(|e| e.under("Properties.Instance"))?;
-        let flavor = self
-            .inner
-            .plugins
-            .resolve_flavor(&spec.flavor)
-            .map_err(|e| e.under("Properties.Flavor"))?;
-        Ok((instance, flavor))
+    fn not_leader(&self) -> GroupError {
+        GroupError::NotLeader {
+            leader: self
+                .replica
+                .state
+                .borrow()
+                .leader_location()
+                .map(str::to_owned),
+        }
     }
 
-    fn controller_for(&self, spec: GroupSpec, ctx: &Arc<Context>) -> Result<Controller, SpecError> {
-        let (instance, flavor) = self.resolve(&spec)?;
-        Ok(Controller::start(spec, instance, flavor, Arc::clone(ctx)))
+    /// The controller of a group, if it runs here (in the current term).
+    async fn controller(&self, id: &GroupId) -> Option<ControllerClient> {
+        let terms = self.replica.terms.lock().await;
+        terms
+            .as_ref()
+            .and_then(|l| l.controllers.get(id))
+            .map(Controller::client)
+    }
+
+    /// The controller of a group in `leader`'s term, or `UnknownGroup`.
+    async fn controller_in(
+        &self,
+        leader: &Arc<LeaderTerm>,
+        id: &GroupId,
+    ) -> Result<ControllerClient, GroupError> {
+        let terms = self.replica.terms.lock().await;
+        let leading = terms
+            .as_ref()
+            .filter(|l| l.ready.as_ref().is_some_and(|r| Arc::ptr_eq(r, leader)))
+            .ok_or_else(|| self.not_leader())?;
+        leading
+            .controllers
+            .get(id)
+            .map(Controller::client)
+            .ok_or_else(|| GroupError::UnknownGroup { id: id.clone() })
     }
 
     /// Runs a read-only step, retrying transient provider errors a few times with backoff,
@@ -357,9 +499,9 @@ impl Manager {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, GroupError>>,
     {
-        let mut backoff = crate::reconcile::Backoff::new(
-            self.inner.options.backoff_base,
-            self.inner.options.backoff_max.min(Duration::from_secs(2)),
+        let mut backoff = Backoff::new(
+            self.replica.options.backoff_base,
+            self.replica.options.backoff_max.min(Duration::from_secs(2)),
         );
         loop {
             match step().await {
@@ -378,20 +520,10 @@ impl Manager {
         }
     }
 
-    fn require_leader(&self) -> Result<Term, GroupError> {
-        match &*self.inner.state.borrow() {
-            LeadershipState::Leader { term } => Ok(*term),
-            other => Err(GroupError::NotLeader {
-                leader: other.leader_location().map(str::to_owned),
-            }),
-        }
-    }
-
-    /// Validates a spec fully: its own rules, then the plugins' own validation.
-    async fn validate(&self, spec: &GroupSpec) -> Result<(), GroupError> {
-        spec.validate()?;
-        let (instance, flavor) = self.resolve(spec)?;
-        instance
+    /// The plugins' own validation of a spec.
+    async fn validate(spec: &GroupSpec, plugins: &GroupPlugins) -> Result<(), GroupError> {
+        plugins
+            .instance
             .validate(&spec.instance.properties)
             .await
             .map_err(|e| match e {
@@ -400,7 +532,8 @@ impl Manager {
                 }
                 other => other.into(),
             })?;
-        flavor
+        plugins
+            .flavor
             .validate(&spec.flavor.properties, &spec.allocation)
             .await
             .map_err(|e| match e {
@@ -408,300 +541,237 @@ impl Manager {
                     GroupError::InvalidSpec(s.under("Properties.Flavor.Properties"))
                 }
                 other => other.into(),
-            })?;
-        Ok(())
+            })
     }
 
-    /// Applies `change` to the stored specs with compare-and-swap, retrying on conflicts,
-    /// and only while this replica leads in `term`.
-    async fn update_store<T>(
+    /// A plan for `spec` against what exists now, without acting: the group's controller
+    /// plans it if the group runs here; otherwise it is observed read-only.
+    async fn preview(
         &self,
-        term: Term,
-        mut change: impl FnMut(&mut GlobalSpec) -> Result<T, GroupError>,
-    ) -> Result<T, GroupError> {
-        for _ in 0..8 {
-            let current = self.inner.store.load().await?;
-            let (version, mut global) = match current {
-                Some(v) => (Some(v.version), v.value),
-                None => (None, GlobalSpec::default()),
-            };
-            let out = change(&mut global)?;
-            if self.require_leader()? != term {
-                return Err(GroupError::NotLeader { leader: None });
-            }
-            match self.inner.store.save(&global, version).await {
-                Ok(_) => return Ok(out),
-                Err(StoreError::Conflict { .. }) => continue,
-                Err(e) => return Err(e.into()),
+        spec: &GroupSpec,
+        plugins: &GroupPlugins,
+        destroying: bool,
+    ) -> Result<Plan, GroupError> {
+        match self.controller(&spec.id).await {
+            Some(c) => c.preview(spec.clone(), plugins.clone()).await,
+            None => {
+                preview_detached(spec, plugins.clone(), &self.replica.options, destroying).await
             }
         }
-        Err(GroupError::Store(StoreError::Other {
-            message: "too many concurrent writers".into(),
-            transient: true,
-        }))
     }
 
-    async fn stored_spec(&self, id: &GroupId) -> Result<GroupSpec, GroupError> {
-        let g = self.inner.groups.lock().await;
-        if let Some(c) = g.controllers.get(id) {
-            return Ok(c.shared.spec());
-        }
-        drop(g);
-        self.inner
+    async fn stored(&self) -> Result<GlobalSpec, GroupError> {
+        Ok(self
+            .replica
             .store
             .load()
             .await?
-            .and_then(|v| v.value.groups.get(id).cloned())
-            .ok_or_else(|| GroupError::UnknownGroup { id: id.clone() })
+            .map(|v| v.value)
+            .unwrap_or_default())
     }
 
-    /// Removes a group from the store (an unknown group is an error if `must_exist`), stops its
-    /// controller and reports `event`. Instances are not touched.
-    async fn forget(
+    /// Removes a destroyed group from the store (only while it is still marked destroying:
+    /// a commit since then manages it again), stops its controller and reports it.
+    async fn forget_destroyed(
         &self,
-        term: Term,
+        leader: &Arc<LeaderTerm>,
         id: &GroupId,
-        must_exist: bool,
-        event: EngineEvent,
     ) -> Result<(), GroupError> {
         let gid = id.clone();
-        self.update_store(term, move |global| match global.remove(&gid) {
-            None if must_exist => Err(GroupError::UnknownGroup { id: gid.clone() }),
-            _ => Ok(()),
-        })
-        .await?;
-        let c = self.inner.groups.lock().await.controllers.remove(id);
-        if let Some(c) = c {
-            c.stop().await;
+        let removed = leader
+            .fence
+            .store()
+            .update(move |global| {
+                Ok::<_, GroupError>(global.is_destroying(&gid) && global.remove(&gid).is_some())
+            })
+            .await?;
+        if removed {
+            self.stop_controller(id).await;
+            tracing::info!(group = %id, "destroyed and forgotten");
+            self.emit(EngineEvent::GroupDestroyed { group: id.clone() });
         }
-        let _ = self.inner.events.send(event);
         Ok(())
     }
 
-    /// A plan for `spec` against what exists now, without acting.
-    async fn preview(&self, spec: &GroupSpec) -> Result<crate::reconcile::Plan, GroupError> {
-        let existing = {
-            let g = self.inner.groups.lock().await;
-            g.controllers.get(&spec.id).map(|c| Arc::clone(&c.shared))
-        };
-        if let Some(shared) = existing {
-            return shared.preview(spec).await;
+    async fn stop_controller(&self, id: &GroupId) {
+        let c = self
+            .replica
+            .terms
+            .lock()
+            .await
+            .as_mut()
+            .and_then(|l| l.controllers.remove(id));
+        if let Some(c) = c {
+            c.stop().await;
         }
-        // A group not running here: a throw-away controller state, observing only.
-        let (instance, flavor) = self.resolve(spec)?;
-        let (tx, _) = watch::channel(LeadershipState::Follower { leader: None });
-        let ctx = Arc::new(Context {
-            options: self.inner.options.clone(),
-            events: broadcast::channel(1).0,
-            limiter: self.inner.limiter.clone(),
-            fence: Fence {
-                rx: tx.subscribe(),
-                term: Term(0),
-            },
-        });
-        crate::reconcile::controller::preview_detached(spec, instance, flavor, ctx).await
     }
 }
 
 #[async_trait]
 impl Group for Manager {
     async fn commit(&self, spec: GroupSpec, pretend: bool) -> Result<String, GroupError> {
-        self.retrying(|| self.validate(&spec)).await?;
-        let plan = self.retrying(|| self.preview(&spec)).await?;
+        spec.validate()?;
+        let plugins = self.replica.plugins.resolve_group(&spec)?;
+        self.retrying(|| Self::validate(&spec, &plugins)).await?;
+        let plan = self
+            .retrying(|| self.preview(&spec, &plugins, false))
+            .await?;
         if pretend {
             return Ok(plan.explain());
         }
-        let term = self.require_leader()?;
+        let leader = self.leading().await?;
         let stored = spec.clone();
-        self.update_store(term, move |global| {
-            global.put(stored.clone());
-            Ok(())
-        })
-        .await?;
-        let mut g = self.inner.groups.lock().await;
-        if g.term != Some(term) {
-            return Err(GroupError::NotLeader { leader: None });
-        }
-        if let Some(c) = g.controllers.get(&spec.id) {
-            c.shared.set_spec(spec);
-            c.shared.destroying.store(false, Ordering::SeqCst);
-            c.shared.trigger(Trigger::SpecChanged);
-        } else if let Some(ctx) = g.ctx.clone() {
-            let c = self.controller_for(spec, &ctx)?;
-            g.controllers.insert(c.shared.id.clone(), c);
+        leader
+            .fence
+            .store()
+            .update(move |global| {
+                global.put(stored.clone());
+                Ok::<_, GroupError>(())
+            })
+            .await?;
+        let mut terms = self.replica.terms.lock().await;
+        let leading = terms
+            .as_mut()
+            .filter(|l| l.ready.as_ref().is_some_and(|r| Arc::ptr_eq(r, &leader)))
+            .ok_or_else(|| self.not_leader())?;
+        match leading.controllers.get(&spec.id) {
+            Some(c) => {
+                let c = c.client();
+                drop(terms);
+                c.set_spec(spec, Some(plugins)).await?;
+            }
+            None => {
+                leading.controllers.insert(
+                    spec.id.clone(),
+                    Controller::start(spec, plugins, false, Arc::clone(&leader)),
+                );
+            }
         }
         Ok(plan.explain())
     }
 
     async fn free(&self, id: &GroupId) -> Result<(), GroupError> {
-        let term = self.require_leader()?;
-        self.forget(
-            term,
-            id,
-            true,
-            EngineEvent::GroupFreed { group: id.clone() },
-        )
-        .await
+        let leader = self.leading().await?;
+        let gid = id.clone();
+        leader
+            .fence
+            .store()
+            .update(move |global| match global.remove(&gid) {
+                Some(_) => Ok(()),
+                None => Err(GroupError::UnknownGroup { id: gid.clone() }),
+            })
+            .await?;
+        self.stop_controller(id).await;
+        self.emit(EngineEvent::GroupFreed { group: id.clone() });
+        Ok(())
     }
 
     async fn destroy(&self, id: &GroupId) -> Result<(), GroupError> {
-        let term = self.require_leader()?;
-        let shared = {
-            let g = self.inner.groups.lock().await;
-            g.controllers
-                .get(id)
-                .map(|c| Arc::clone(&c.shared))
-                .ok_or_else(|| GroupError::UnknownGroup { id: id.clone() })?
-        };
-        // From now on the controller only destroys; it keeps retrying what fails.
-        shared.destroying.store(true, Ordering::SeqCst);
-        shared.mark_stale();
-        let spec = shared.spec();
-        let (destroyed, error) = {
-            let _work = shared.work.lock().await;
-            let members = self
-                .retrying(|| async { Ok(shared.describe_members().await?) })
-                .await?;
-            shared
-                .destroy_now(&spec, members, DestroyContext::Terminate)
-                .await
-        };
-        let left = self
-            .retrying(|| async { Ok(shared.describe_members().await?) })
+        let leader = self.leading().await?;
+        // The intent first: a leader after this one resumes the destroy.
+        let gid = id.clone();
+        leader
+            .fence
+            .store()
+            .update(move |global| {
+                if !global.groups.contains_key(&gid) {
+                    return Err(GroupError::UnknownGroup { id: gid.clone() });
+                }
+                global.destroying.insert(gid.clone());
+                Ok(())
+            })
             .await?;
-        if let Some(e) = error.filter(|_| !left.is_empty()) {
-            shared.trigger(Trigger::SpecChanged);
-            return Err(GroupError::Other {
-                message: format!(
-                    "group {id}: {} destroyed, {} left ({e}); the group stays managed and the rest is retried",
-                    destroyed.len(),
-                    left.len()
-                ),
-                transient: e.is_transient(),
-            });
-        }
-        if !left.is_empty() {
-            shared.trigger(Trigger::SpecChanged);
-            return Err(GroupError::Other {
-                message: format!(
-                    "group {id}: {} members appeared while destroying; retried",
-                    left.len()
-                ),
-                transient: true,
-            });
-        }
-        // Every member is gone: now forget the group.
-        self.forget(
-            term,
-            id,
-            false,
-            EngineEvent::GroupDestroyed { group: id.clone() },
-        )
-        .await
+        let controller = match self.controller_in(&leader, id).await {
+            Ok(c) => c,
+            Err(GroupError::UnknownGroup { .. }) => {
+                // Stored but not running (its plugins did not resolve): nothing to destroy
+                // here; the mark stays until a commit or a leader that can reach them.
+                return Err(GroupError::UnknownGroup { id: id.clone() });
+            }
+            Err(e) => return Err(e),
+        };
+        controller.destroy().await?;
+        self.forget_destroyed(&leader, id).await
     }
 
     async fn describe(&self, id: &GroupId) -> Result<GroupDescription, GroupError> {
-        let shared = {
-            let g = self.inner.groups.lock().await;
-            g.controllers.get(id).map(|c| Arc::clone(&c.shared))
-        };
-        match shared {
-            Some(s) => Ok(s.description()),
-            None => {
-                // Not controlled here (a follower): observe, read-only.
-                let spec = self.stored_spec(id).await?;
-                let plan = self.retrying(|| self.preview(&spec)).await?;
-                Ok(GroupDescription {
-                    converged: plan.converged(),
-                    plan: Some(plan.explain()),
-                    update: Some(plan.update.clone()),
-                    ..GroupDescription::default()
-                })
-            }
+        if let Some(c) = self.controller(id).await {
+            return c.describe().await;
         }
+        // Not controlled here (a follower): observe, read-only.
+        let global = self.stored().await?;
+        let spec = global
+            .get(id)
+            .cloned()
+            .ok_or_else(|| GroupError::UnknownGroup { id: id.clone() })?;
+        let plugins = self.replica.plugins.resolve_group(&spec)?;
+        let destroying = global.is_destroying(id);
+        let plan = self
+            .retrying(|| self.preview(&spec, &plugins, destroying))
+            .await?;
+        Ok(GroupDescription {
+            converged: plan.converged() && !destroying,
+            plan: Some(plan.explain()),
+            update: Some(plan.update.clone()),
+            ..GroupDescription::default()
+        })
     }
 
     async fn inspect(&self) -> Result<Vec<GroupSpec>, GroupError> {
-        Ok(self
-            .inner
-            .store
-            .load()
-            .await?
-            .map(|v| v.value.groups.into_values().collect())
-            .unwrap_or_default())
+        Ok(self.stored().await?.groups.into_values().collect())
     }
 
     async fn destroy_instances(&self, id: &GroupId, ids: &[InstanceId]) -> Result<(), GroupError> {
-        let term = self.require_leader()?;
-        let shared = {
-            let g = self.inner.groups.lock().await;
-            g.controllers
-                .get(id)
-                .map(|c| Arc::clone(&c.shared))
-                .ok_or_else(|| GroupError::UnknownGroup { id: id.clone() })?
-        };
-        // Hold the pass lock: no reconcile pass runs until the size is lowered.
-        let _work = shared.work.lock().await;
-        let members = self
-            .retrying(|| async { Ok(shared.describe_members().await?) })
-            .await?;
-        let not_members: Vec<InstanceId> = ids
-            .iter()
-            .filter(|i| !members.iter().any(|m| &m.id == *i))
-            .cloned()
-            .collect();
-        if !not_members.is_empty() {
-            return Err(GroupError::NotMember {
-                group: id.clone(),
-                ids: not_members,
-            });
-        }
-        let spec = shared.spec();
-        let victims: Vec<_> = members
-            .into_iter()
-            .filter(|m| ids.contains(&m.id))
-            .collect();
-        let context = if spec.allocation.is_quorum() {
-            // A quorum member is replaced under its logical ID: keep its attachments.
-            DestroyContext::RollingUpdate
-        } else {
-            DestroyContext::ScaleDown
-        };
-        let (destroyed, error) = shared.destroy_now(&spec, victims, context).await;
-        if let crate::group::Allocation::Size(n) = spec.allocation
-            && !destroyed.is_empty()
-        {
-            let new_size = n.saturating_sub(destroyed.len() as u32);
+        let leader = self.leading().await?;
+        let controller = self.controller_in(&leader, id).await?;
+        // The controller holds its passes from here until the size is lowered (or released).
+        let outcome = controller.destroy_members(ids.to_vec()).await?;
+        let gone = outcome.destroyed.len();
+        if gone > 0 {
             let gid = id.clone();
-            let updated = self
-                .update_store(term, move |global| {
+            let lowered = leader
+                .fence
+                .store()
+                .update(move |global| {
                     let s = global
                         .groups
                         .get_mut(&gid)
                         .ok_or_else(|| GroupError::UnknownGroup { id: gid.clone() })?;
-                    s.allocation = crate::group::Allocation::Size(new_size);
+                    if let Allocation::Size(n) = s.allocation {
+                        s.allocation = Allocation::Size(n.saturating_sub(gone as u32));
+                    }
                     Ok(s.clone())
                 })
-                .await?;
-            shared.set_spec(updated);
+                .await;
+            match lowered {
+                Ok(spec) => controller.set_spec(spec, None).await?,
+                Err(e) => {
+                    controller.release();
+                    return Err(e);
+                }
+            }
         }
-        shared.trigger(Trigger::SpecChanged);
-        match error {
-            Some(e) => Err(GroupError::Other {
-                message: format!(
-                    "{} of {} destroyed; the size was lowered by {}: {e}",
-                    destroyed.len(),
-                    ids.len(),
-                    destroyed.len()
-                ),
-                transient: e.is_transient(),
+        match outcome.error {
+            Some(cause) => Err(GroupError::PartialDestroy {
+                group: id.clone(),
+                destroyed: gone,
+                remaining: ids
+                    .iter()
+                    .filter(|i| !outcome.destroyed.contains(i))
+                    .cloned()
+                    .collect(),
+                cause: Box::new(cause),
             }),
             None => Ok(()),
         }
     }
 
     async fn size(&self, id: &GroupId) -> Result<u32, GroupError> {
-        Ok(self.stored_spec(id).await?.allocation.target_size() as u32)
+        self.stored()
+            .await?
+            .get(id)
+            .map(|s| s.allocation.target_size() as u32)
+            .ok_or_else(|| GroupError::UnknownGroup { id: id.clone() })
     }
 
     /// Asks the group's controller for a pass now (instead of at its next resync or event)
@@ -731,47 +801,40 @@ impl Group for Manager {
     /// # }).unwrap();
     /// ```
     async fn trigger(&self, id: &GroupId) -> Result<u64, GroupError> {
-        let shared = {
-            let g = self.inner.groups.lock().await;
-            g.controllers.get(id).map(|c| Arc::clone(&c.shared))
-        };
-        match shared {
-            Some(s) => {
-                let started = s.passes_started();
-                s.trigger(Trigger::Requested);
-                Ok(started)
-            }
+        match self.controller(id).await {
+            Some(c) => c.trigger().await,
             None => {
-                self.require_leader()?;
+                self.leading().await?;
                 Err(GroupError::UnknownGroup { id: id.clone() })
             }
         }
     }
 
     async fn set_size(&self, id: &GroupId, size: u32) -> Result<(), GroupError> {
-        let term = self.require_leader()?;
+        let leader = self.leading().await?;
         let gid = id.clone();
-        let updated = self
-            .update_store(term, move |global| {
-                let s = global
-                    .groups
-                    .get_mut(&gid)
-                    .ok_or_else(|| GroupError::UnknownGroup { id: gid.clone() })?;
-                if s.allocation.is_quorum() {
-                    return Err(SpecError::new(
+        let updated =
+            leader
+                .fence
+                .store()
+                .update(move |global| {
+                    let s = global
+                        .groups
+                        .get_mut(&gid)
+                        .ok_or_else(|| GroupError::UnknownGroup { id: gid.clone() })?;
+                    if s.allocation.is_quorum() {
+                        return Err::<GroupSpec, GroupError>(SpecError::new(
                         "Properties.Allocation",
                         "a quorum group's size is its list of logical IDs: commit a new spec",
                     )
                     .into());
-                }
-                s.allocation = crate::group::Allocation::Size(size);
-                Ok(s.clone())
-            })
-            .await?;
-        let g = self.inner.groups.lock().await;
-        if let Some(c) = g.controllers.get(id) {
-            c.shared.set_spec(updated);
-            c.shared.trigger(Trigger::SpecChanged);
+                    }
+                    s.allocation = Allocation::Size(size);
+                    Ok(s.clone())
+                })
+                .await?;
+        if let Some(c) = self.controller(id).await {
+            c.set_spec(updated, None).await?;
         }
         Ok(())
     }

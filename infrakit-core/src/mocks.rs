@@ -16,9 +16,9 @@
 //!
 //! **Default methods are mocked too.** [`Instance::events`](crate::Instance::events) has a
 //! default (`None`: no event stream, poll), but a `MockInstance` panics on any call nobody
-//! expected, and a manager calls `events()` once per controller. Use
-//! [`MockInstance::without_events`] for a mock that answers `None` there, or expect it
-//! yourself: `mock.expect_events().returning(|| None);`.
+//! expected, and a manager calls `events()` once per controller and `call_limit()` once per
+//! commit. Use [`MockInstance::without_events`] for a mock that answers `None` to both, or
+//! expect them yourself: `mock.expect_events().returning(|| None);`.
 //!
 //! # Unit-testing a custom flavor
 //!
@@ -153,6 +153,7 @@ impl MockInstance {
     pub fn without_events() -> Self {
         let mut mock = Self::new();
         mock.expect_events().returning(|| None);
+        mock.expect_call_limit().returning(|| None);
         mock
     }
 }

@@ -1,12 +1,13 @@
 //! The plugins a manager can use, by name: what a group spec's `"Plugin"` fields refer to.
 
 use crate::flavor::Flavor;
-use crate::group::PluginSpec;
-use crate::instance::Instance;
+use crate::group::{GroupSpec, PluginSpec};
+use crate::instance::{CallLimit, Instance};
+use crate::reconcile::RateLimiter;
 use crate::spec_error::SpecError;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Resolves plugin references that are not registered locally, e.g. to plugins served by
 /// other processes on sockets (`infrakit-rpc`'s plugin directory implements it).
@@ -31,11 +32,28 @@ pub trait PluginResolver: Send + Sync {
 /// let missing = plugins.resolve_flavor(&PluginSpec::new("swarm/manager", serde_json::json!({})));
 /// assert_eq!(missing.err().map(|e| e.field), Some("Plugin".to_string()));
 /// ```
+///
+/// **Call limits** belong to a plugin: the one it declares ([`Instance::call_limit`]), or the
+/// one given at registration ([`instance_limited`](Self::instance_limited)), or one for
+/// every instance plugin ([`limit_instances`](Self::limit_instances)). One budget per plugin
+/// is shared by every group that uses it (and by clones of the registry).
 #[derive(Clone, Default)]
 pub struct Plugins {
     instances: BTreeMap<String, Arc<dyn Instance>>,
     flavors: BTreeMap<String, Arc<dyn Flavor>>,
     fallback: Option<Arc<dyn PluginResolver>>,
+    limits: BTreeMap<String, Option<CallLimit>>,
+    all_limited: Option<CallLimit>,
+    limiters: Arc<Mutex<BTreeMap<String, Arc<RateLimiter>>>>,
+}
+
+/// A group's plugins, resolved once per commit: what its controller calls.
+#[derive(Clone)]
+pub(crate) struct GroupPlugins {
+    pub(crate) instance: Arc<dyn Instance>,
+    pub(crate) flavor: Arc<dyn Flavor>,
+    /// The plugin's budget (shared) and the group's own (from its spec), where set.
+    pub(crate) limits: Vec<Arc<RateLimiter>>,
 }
 
 impl fmt::Debug for Plugins {
@@ -65,6 +83,36 @@ impl Plugins {
     #[must_use]
     pub fn instance_arc(mut self, name: impl Into<String>, plugin: Arc<dyn Instance>) -> Self {
         self.instances.insert(name.into(), plugin);
+        self
+    }
+
+    /// Registers an instance plugin with a call limit of its own (`None`: unlimited), in
+    /// place of the one the plugin declares.
+    ///
+    /// ```
+    /// use infrakit_core::{Plugins, Simulator, instance::CallLimit};
+    /// let plugins = Plugins::new()
+    ///     .instance_limited("cloud", Simulator::new(), Some(CallLimit::per_second(20)));
+    /// # let _ = plugins;
+    /// ```
+    #[must_use]
+    pub fn instance_limited(
+        mut self,
+        name: impl Into<String>,
+        plugin: impl Instance + 'static,
+        limit: Option<CallLimit>,
+    ) -> Self {
+        let name = name.into();
+        self.limits.insert(name.clone(), limit);
+        self.instances.insert(name, Arc::new(plugin));
+        self
+    }
+
+    /// Limits every instance plugin to `limit` (registered or resolved by the fallback), in
+    /// place of what each declares.
+    #[must_use]
+    pub fn limit_instances(mut self, limit: CallLimit) -> Self {
+        self.all_limited = Some(limit);
         self
     }
 
@@ -103,6 +151,56 @@ impl Plugins {
     pub fn resolve_flavor(&self, spec: &PluginSpec) -> Result<Arc<dyn Flavor>, SpecError> {
         lookup(&self.flavors, spec, "flavor")
             .or_else(|e| self.fallback.as_ref().and_then(|f| f.flavor(spec)).ok_or(e))
+    }
+
+    /// The call limit in effect for an instance plugin reference, if any.
+    pub fn call_limit(&self, spec: &PluginSpec) -> Option<CallLimit> {
+        let plugin = self.resolve_instance(spec).ok()?;
+        self.limit_for(spec, plugin.as_ref()).1
+    }
+
+    /// The key a reference's budget is kept under, and the limit.
+    fn limit_for(&self, spec: &PluginSpec, plugin: &dyn Instance) -> (String, Option<CallLimit>) {
+        let key = if self.instances.contains_key(&spec.plugin) {
+            spec.plugin.clone()
+        } else if self.instances.contains_key(spec.name()) {
+            spec.name().to_owned()
+        } else {
+            spec.plugin.clone()
+        };
+        let limit = match (self.all_limited, self.limits.get(&key)) {
+            (Some(all), _) => Some(all),
+            (None, Some(set)) => *set,
+            (None, None) => plugin.call_limit(),
+        };
+        (key, limit)
+    }
+
+    /// Resolves a group's plugins; errors name the spec's field.
+    pub(crate) fn resolve_group(&self, spec: &GroupSpec) -> Result<GroupPlugins, SpecError> {
+        let instance = self
+            .resolve_instance(&spec.instance)
+            .map_err(|e| e.under("Properties.Instance"))?;
+        let flavor = self
+            .resolve_flavor(&spec.flavor)
+            .map_err(|e| e.under("Properties.Flavor"))?;
+        let mut limits = Vec::new();
+        if let (key, Some(limit)) = self.limit_for(&spec.instance, instance.as_ref()) {
+            let mut shared = self.limiters.lock().unwrap_or_else(|p| p.into_inner());
+            limits.push(Arc::clone(
+                shared
+                    .entry(key)
+                    .or_insert_with(|| Arc::new(RateLimiter::from_limit(limit))),
+            ));
+        }
+        if let Some(own) = spec.instance.rate_limit {
+            limits.push(Arc::new(RateLimiter::from_limit(own)));
+        }
+        Ok(GroupPlugins {
+            instance,
+            flavor,
+            limits,
+        })
     }
 }
 

@@ -10,14 +10,38 @@ use crate::id::GroupId;
 use crate::serde_util::nullable_default;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+mod fenced;
 mod file;
 mod memory;
 
+pub use fenced::{Claim, FencedStore};
 pub use file::FileStore;
 pub use memory::MemoryStore;
+
+/// A leader's epoch: cluster-wide and strictly increasing. Each replica that gains
+/// leadership claims one from the store ([`FencedStore::claim`]), higher than every earlier
+/// leader's; every write it makes carries it, and a write carrying an older epoch than the
+/// stored one is refused ([`StoreError::Fenced`]). Unlike a [`Term`](crate::Term), which
+/// only grows within one replica's leadership source, epochs compare across replicas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Epoch(pub u64);
+
+impl Epoch {
+    /// The epoch after this one.
+    pub fn next(self) -> Epoch {
+        Epoch(self.0.saturating_add(1))
+    }
+}
+
+impl fmt::Display for Epoch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "epoch {}", self.0)
+    }
+}
 
 /// The version of a stored spec. Each successful save increments it; the first save
 /// produces version 1.
@@ -38,9 +62,12 @@ impl fmt::Display for Version {
     }
 }
 
-/// Everything a manager persists: the spec of every group it manages.
+/// Everything a manager persists: the spec of every group it manages, the groups being
+/// destroyed (the intent survives a failover), and the epoch of the leader that wrote it.
 ///
-/// On disk and on the wire: `{"Groups":{"workers":{"ID":"workers","Properties":{..}}}}`.
+/// On disk and on the wire: `{"Groups":{"workers":{"ID":"workers","Properties":{..}}},
+/// "Destroying":["old"],"Epoch":7}` (the last two left out when empty, so InfraKit's
+/// shape reads and writes unchanged).
 ///
 /// ```
 /// use infrakit_core::{GlobalSpec, GroupSpec, PluginSpec, Allocation};
@@ -62,12 +89,30 @@ pub struct GlobalSpec {
         deserialize_with = "nullable_default::deserialize"
     )]
     pub groups: BTreeMap<GroupId, GroupSpec>,
+    /// Groups being destroyed: each is still in [`groups`](Self::groups) until its last
+    /// member is gone. A leader resumes their destroy and never provisions for them.
+    #[serde(
+        rename = "Destroying",
+        default,
+        skip_serializing_if = "BTreeSet::is_empty",
+        deserialize_with = "nullable_default::deserialize"
+    )]
+    pub destroying: BTreeSet<GroupId>,
+    /// The epoch of the leader that wrote this record last (see [`Epoch`]).
+    #[serde(rename = "Epoch", default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<Epoch>,
 }
 
 impl GlobalSpec {
-    /// Adds or replaces a group's spec.
+    /// Adds or replaces a group's spec (a group being destroyed is managed again).
     pub fn put(&mut self, spec: GroupSpec) -> Option<GroupSpec> {
+        self.destroying.remove(&spec.id);
         self.groups.insert(spec.id.clone(), spec)
+    }
+
+    /// True while the group is being destroyed.
+    pub fn is_destroying(&self, id: &GroupId) -> bool {
+        self.destroying.contains(id)
     }
 
     /// A group's spec.
@@ -75,8 +120,9 @@ impl GlobalSpec {
         self.groups.get(id)
     }
 
-    /// Removes a group's spec.
+    /// Removes a group's spec (and its destroy mark).
     pub fn remove(&mut self, id: &GroupId) -> Option<GroupSpec> {
+        self.destroying.remove(id);
         self.groups.remove(id)
     }
 }
@@ -122,6 +168,15 @@ pub enum StoreError {
     Unavailable {
         /// What happened.
         message: String,
+    },
+    /// The write carries an older leader's epoch than the stored record: a newer leader
+    /// exists, and this writer must stop acting.
+    #[error("write refused: the store holds {current}, newer than this writer's {epoch}")]
+    Fenced {
+        /// The writer's epoch.
+        epoch: Epoch,
+        /// The epoch stored.
+        current: Epoch,
     },
     /// Any other backend error, message preserved.
     #[error("store error: {message}")]

@@ -17,11 +17,11 @@ fn options() -> EngineOptions {
     EngineOptions::default()
         .resync(Duration::from_millis(300))
         .parallelism(8)
-        .calls_per_second(None)
         .backoff_base(Duration::from_millis(5))
         .backoff_max(Duration::from_millis(100))
         .settle(Duration::from_millis(5))
         .describe_lag(Duration::from_secs(5))
+        .fence_ttl(Duration::from_millis(50))
 }
 
 /// A flavor whose members' health and drain outcome the test controls.
@@ -779,7 +779,26 @@ async fn destroy_instances_only_takes_members_and_lowers_the_size_by_what_went()
         .destroy_instances(&g, &[ids[1].clone(), ids[2].clone()])
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("1 of 2 destroyed"), "{err}");
+    match &err {
+        GroupError::PartialDestroy {
+            destroyed,
+            remaining,
+            cause,
+            ..
+        } => {
+            assert_eq!(*destroyed, 1);
+            assert_eq!(remaining, &vec![ids[1].clone()]);
+            assert!(matches!(
+                **cause,
+                GroupError::Flavor(FlavorError::Refused { .. })
+            ));
+        }
+        other => panic!("expected a partial destroy, got {other:?}"),
+    }
+    assert_eq!(
+        err.to_string(),
+        "group workers: 1 destroyed, 1 remain; the rest is retried"
+    );
     assert_eq!(r.manager.size(&g).await.unwrap(), 1);
     let d = converge(&r.manager, "workers").await;
     assert_eq!(
@@ -805,26 +824,34 @@ async fn free_leaves_instances_and_destroy_forgets_only_when_members_are_gone() 
         Err(GroupError::UnknownGroup { .. })
     ));
 
-    // A failing destroy keeps the group.
-    cloud.fail_next(1, Fault::Permanent);
-    let err = r.manager.destroy(&"cattle".into()).await;
-    assert!(err.is_err());
+    // A failing destroy keeps the group, and says what went and what remains.
+    let mut events = r.manager.events();
+    let stubborn = members(&cloud, "cattle")[0].id.clone();
+    flavor.drain_fails.lock().unwrap().insert(stubborn);
+    let err = r.manager.destroy(&"cattle".into()).await.unwrap_err();
+    assert!(
+        matches!(&err, GroupError::PartialDestroy { destroyed: 1, remaining, .. } if remaining.len() == 1),
+        "{err:?}"
+    );
     assert_eq!(
         r.manager.inspect().await.unwrap().len(),
         1,
         "the group was forgotten too early"
     );
-    // The controller keeps destroying what is left (and provisions nothing).
-    tokio::time::timeout(WAIT, async {
-        while !members(&cloud, "cattle").is_empty() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .unwrap();
-    r.manager.destroy(&"cattle".into()).await.unwrap();
+    // The controller keeps destroying what is left (and provisions nothing), then the group
+    // leaves the store without a second call.
+    flavor.drain_fails.lock().unwrap().clear();
+    until(
+        &mut events,
+        |e| matches!(e, EngineEvent::GroupDestroyed { group } if group.as_str() == "cattle"),
+    )
+    .await;
     assert!(r.manager.inspect().await.unwrap().is_empty());
     assert!(members(&cloud, "cattle").is_empty());
+    assert!(matches!(
+        r.manager.describe(&"cattle".into()).await,
+        Err(GroupError::UnknownGroup { .. })
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -948,4 +975,241 @@ async fn a_failing_leadership_source_stops_all_mutations() {
     assert_eq!(term, leadership::Term(2));
     converge(&r.manager, "workers").await;
     assert_eq!(members(&cloud, "workers").len(), 2);
+}
+
+fn provisions_by(cloud: &Simulator, caller: &str) -> usize {
+    cloud
+        .calls()
+        .iter()
+        .filter(|c| c.caller.as_deref() == Some(caller) && c.op == Op::Provision)
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destroy_survives_a_leader_change_and_the_new_leader_provisions_nothing() {
+    let cloud = Simulator::new();
+    let flavor = TestFlavor::default();
+    let store = MemoryStore::new();
+    let a = replica(&cloud, "a", &flavor, &store);
+    let b = replica(&cloud, "b", &flavor, &store);
+    a.leadership.gain();
+    b.leadership.lose(Some("a".into()));
+    a.manager.wait_leading().await;
+    a.manager.commit(scaled("cattle", 3), false).await.unwrap();
+    converge(&a.manager, "cattle").await;
+    let stubborn = members(&cloud, "cattle")[0].id.clone();
+    flavor.drain_fails.lock().unwrap().insert(stubborn.clone());
+
+    let err = a.manager.destroy(&"cattle".into()).await.unwrap_err();
+    assert!(
+        matches!(&err, GroupError::PartialDestroy { destroyed: 2, remaining, .. } if remaining == &vec![stubborn.clone()]),
+        "{err:?}"
+    );
+    // The intent is in the store before the leader changes.
+    let stored = store.load().await.unwrap().unwrap().value;
+    assert!(stored.is_destroying(&"cattle".into()));
+
+    a.leadership.lose(Some("b".into()));
+    let mut events = b.manager.events();
+    b.leadership.gain();
+    b.manager.wait_leading().await;
+    // The new leader resumes the destroy (the flavor still refuses), provisioning nothing.
+    until(
+        &mut events,
+        |e| matches!(e, EngineEvent::DestroyFailed { id, .. } if *id == stubborn),
+    )
+    .await;
+    flavor.drain_fails.lock().unwrap().clear();
+    until(
+        &mut events,
+        |e| matches!(e, EngineEvent::GroupDestroyed { group } if group.as_str() == "cattle"),
+    )
+    .await;
+    assert!(b.manager.inspect().await.unwrap().is_empty());
+    let stored = store.load().await.unwrap().unwrap().value;
+    assert!(stored.groups.is_empty() && stored.destroying.is_empty());
+    assert!(members(&cloud, "cattle").is_empty());
+    assert_eq!(
+        provisions_by(&cloud, "b"),
+        0,
+        "the new leader provisioned for a group being destroyed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destroy_survives_a_restart_of_every_replica_on_a_file_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("groups.json");
+    let cloud = Simulator::new();
+    let flavor = TestFlavor::default();
+    let start = |caller: &str| {
+        let m = Manager::builder(StaticLeadership::leader(), FileStore::new(&path))
+            .plugins(
+                Plugins::new()
+                    .instance("simulator", cloud.with_caller(caller))
+                    .flavor("test", flavor.clone()),
+            )
+            .options(options())
+            .build();
+        m.start();
+        m
+    };
+    let a = start("a");
+    a.wait_leading().await;
+    a.commit(scaled("cattle", 2), false).await.unwrap();
+    converge(&a, "cattle").await;
+    let stubborn = members(&cloud, "cattle")[0].id.clone();
+    flavor.drain_fails.lock().unwrap().insert(stubborn.clone());
+    assert!(matches!(
+        a.destroy(&"cattle".into()).await,
+        Err(GroupError::PartialDestroy { destroyed: 1, .. })
+    ));
+    // Every replica goes away with the destroy half done.
+    a.shutdown().await;
+    drop(a);
+    flavor.drain_fails.lock().unwrap().clear();
+
+    let c = start("c");
+    let mut events = c.events();
+    until(
+        &mut events,
+        |e| matches!(e, EngineEvent::GroupDestroyed { group } if group.as_str() == "cattle"),
+    )
+    .await;
+    assert!(c.inspect().await.unwrap().is_empty());
+    assert!(members(&cloud, "cattle").is_empty());
+    assert_eq!(provisions_by(&cloud, "c"), 0);
+    let on_disk = FileStore::new(&path).load().await.unwrap().unwrap().value;
+    assert!(on_disk.groups.is_empty());
+    assert_eq!(
+        on_disk.epoch,
+        Some(Epoch(2)),
+        "each start claimed a new epoch"
+    );
+    c.shutdown().await;
+}
+
+/// A runtime on a thread of its own, which the test can freeze: a blocked runtime thread is
+/// what a SIGSTOPped process looks like to its tasks (timers, leadership, controllers all
+/// stop; the monotonic clock goes on).
+struct Frozen {
+    handle: tokio::runtime::Handle,
+}
+
+impl Frozen {
+    fn start() -> Self {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            tx.send(rt.handle().clone()).unwrap();
+            rt.block_on(std::future::pending::<()>());
+        });
+        Frozen {
+            handle: rx.recv().unwrap(),
+        }
+    }
+
+    /// Runs `f` on the frozen-able runtime and waits for it.
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> T {
+        self.handle.spawn(f).await.unwrap()
+    }
+
+    /// Blocks the runtime's thread until the returned sender is dropped or sent to.
+    async fn freeze(&self) -> std::sync::mpsc::Sender<()> {
+        let (thaw, wait) = std::sync::mpsc::channel::<()>();
+        let (frozen, is_frozen) = tokio::sync::oneshot::channel();
+        self.handle.spawn(async move {
+            let _ = frozen.send(());
+            // Blocking on purpose: this is the pause.
+            let _ = wait.recv();
+        });
+        is_frozen.await.unwrap();
+        thaw
+    }
+}
+
+/// Real time on purpose: replica A runs on a runtime the test freezes, and the fence's trust
+/// in its last epoch check runs on the real monotonic clock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_leader_resumed_after_a_takeover_neither_writes_the_store_nor_mutates() {
+    let cloud = Simulator::new();
+    let flavor = TestFlavor::default();
+    let store = MemoryStore::new();
+    let a_rt = Frozen::start();
+    let a = {
+        let (cloud, flavor, store) = (cloud.clone(), flavor.clone(), store.clone());
+        a_rt.run(async move { replica(&cloud, "a", &flavor, &store) })
+            .await
+    };
+    let b = replica(&cloud, "b", &flavor, &store);
+    b.leadership.lose(Some("a".into()));
+    a.leadership.gain();
+    let am = a.manager.clone();
+    a_rt.run(async move {
+        am.wait_leading().await;
+        am.commit(scaled("workers", 3), false).await.unwrap();
+        converge(&am, "workers").await;
+    })
+    .await;
+    let mut a_events = a.manager.events();
+
+    // A is paused, still believing it leads; B takes over and heals a killed member.
+    let thaw = a_rt.freeze().await;
+    let frozen_at = cloud.calls().len();
+    cloud.kill(&members(&cloud, "workers")[0].id);
+    let mut b_events = b.manager.events();
+    b.leadership.gain();
+    b.manager.wait_leading().await;
+    until(&mut b_events, |e| {
+        matches!(e, EngineEvent::EpochClaimed { .. })
+    })
+    .await;
+    converge(&b.manager, "workers").await;
+    // One more member dies just as A wakes up: both replicas see work to do.
+    cloud.kill(&members(&cloud, "workers")[0].id);
+    let _ = thaw.send(());
+
+    // A's own attempts: a commit, and its pass over the group with a member missing.
+    let am = a.manager.clone();
+    let commit = a_rt
+        .run(async move { am.commit(scaled("workers", 5), false).await })
+        .await;
+    assert!(
+        matches!(
+            commit,
+            Err(GroupError::Store(StoreError::Fenced { .. }) | GroupError::NotLeader { .. })
+        ),
+        "{commit:?}"
+    );
+    until(&mut a_events, |e| {
+        matches!(e, EngineEvent::LeadershipLost { .. })
+    })
+    .await;
+    // Its source catches up (as a poll of the real source would).
+    a.leadership.lose(Some("b".into()));
+    converge(&b.manager, "workers").await;
+
+    let late: Vec<_> = cloud.calls()[frozen_at..]
+        .iter()
+        .filter(|c| c.caller.as_deref() == Some("a") && c.op.is_mutation())
+        .cloned()
+        .collect();
+    assert!(
+        late.is_empty(),
+        "the paused leader mutated after resuming: {late:?}"
+    );
+    let stored = store.load().await.unwrap().unwrap().value;
+    assert_eq!(stored.epoch, Some(Epoch(2)));
+    assert_eq!(
+        stored.groups[&GroupId::from("workers")].allocation,
+        Allocation::size(3)
+    );
+    assert_eq!(members(&cloud, "workers").len(), 3, "duplicates or losses");
+    assert!(provisions_by(&cloud, "b") >= 2);
 }

@@ -1,291 +1,179 @@
-//! A group controller: one task per group, driven by [`Trigger`]s, running reconcile passes
-//! (observe → plan → execute) with bounded parallelism, backoff and fencing.
+//! A group's controller: one task that owns everything about its group (spec, plugins, health
+//! records, provisions in flight, the rolling update, the destroy under way) and is driven by
+//! one closed set of inputs: triggers (resync, provider event, healing or gating deadline,
+//! retry) and [`Command`]s from the manager, each answered on its own reply channel.
+//!
+//! Invariants: nothing outside this task reads or writes its state; a pass observes,
+//! asks the pure planner, publishes what it saw, then executes through the guarded path
+//! ([`Guarded`]); while a pass runs, `describe` and `trigger` are answered at once and the
+//! other commands wait for the pass to end; a spec change marks every description stale
+//! until a pass has planned with it; members are destroyed in one place
+//! ([`Owner::destroy_member`]), by passes and by `destroy_members` alike.
 
 use super::backoff::Backoff;
 use super::event::{EngineEvent, Trigger};
-use super::plan::{
-    Action, Cause, InFlight, Member, Plan, PlanInput, UpdateClock, UpdateProgress, plan,
-};
-use super::rate::RateLimiter;
+use super::fence::{Fence, Fenced};
+use super::guard::{GuardError, Guarded};
+use super::options::EngineOptions;
+use super::plan::{Action, Cause, Member, Plan, PlanInput, RolloutStep, plan};
+use super::state::GroupState;
 use crate::error::Classify;
-use crate::flavor::{Flavor, FlavorError, Health, Index};
+use crate::flavor::{Health, Index};
 use crate::group::{GroupDescription, GroupError, GroupSpec, MemberStatus};
-use crate::id::{GroupId, InstanceId, LogicalId};
-use crate::instance::{
-    Description, DestroyContext, Instance, InstanceError, InstanceEvent, InstanceSpec,
-};
-use crate::leadership::{LeadershipState, Term};
+use crate::id::{GroupId, InstanceId};
+use crate::instance::InstanceSpec;
+use crate::instance::{Description, DestroyContext, InstanceError, InstanceEvent, InstanceEvents};
+use crate::plugins::GroupPlugins;
+use crate::store::Epoch;
 use crate::tags::{CONFIG_HASH_TAG, GROUP_TAG, LOGICAL_ID_TAG, Tags};
-use futures::StreamExt;
 use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{Mutex, broadcast, mpsc, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-/// How the engine runs. The defaults suit a cloud provider; tests and demos shorten them.
-///
-/// | option | default |
-/// |---|---|
-/// | [`resync`](Self::resync) | 10 s |
-/// | [`parallelism`](Self::parallelism) | 16 calls per group |
-/// | [`calls_per_second`](Self::calls_per_second) | 50, for all groups of a manager |
-/// | [`backoff_base`](Self::backoff_base) / [`backoff_max`](Self::backoff_max) | 200 ms / 30 s |
-/// | [`settle`](Self::settle) | 100 ms |
-/// | [`describe_lag`](Self::describe_lag) | 60 s |
-///
-/// Built from the default with one method per option (the struct may grow):
-///
-/// ```
-/// use infrakit_core::EngineOptions;
-/// use std::time::Duration;
-///
-/// let options = EngineOptions::default()
-///     .resync(Duration::from_secs(1))
-///     .calls_per_second(None); // an embedded provider: no limit
-/// assert_eq!(options.resync, Duration::from_secs(1));
-/// assert_eq!(options.parallelism, 16);
-/// ```
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct EngineOptions {
-    /// Period of the resync pass that catches what events miss.
-    pub resync: Duration,
-    /// Provider and flavor calls in flight at once, per group.
-    pub parallelism: usize,
-    /// Global limit on provider calls per second (all groups of a manager); `None`: no limit.
-    pub calls_per_second: Option<u32>,
-    /// First retry delay after a failed pass.
-    pub backoff_base: Duration,
-    /// Longest retry delay.
-    pub backoff_max: Duration,
-    /// Delay before re-observing after a pass that changed something.
-    pub settle: Duration,
-    /// How long a provisioned instance may stay invisible to `describe` (eventually
-    /// consistent providers) before it is no longer counted.
-    pub describe_lag: Duration,
-}
+/// How long a controller holds its passes after `destroy_members`, waiting for the manager to
+/// lower the size (or release it).
+const HOLD_LIMIT: Duration = Duration::from_secs(30);
 
-impl Default for EngineOptions {
-    fn default() -> Self {
-        Self {
-            resync: Duration::from_secs(10),
-            parallelism: 16,
-            calls_per_second: Some(50),
-            backoff_base: Duration::from_millis(200),
-            backoff_max: Duration::from_secs(30),
-            settle: Duration::from_millis(100),
-            describe_lag: Duration::from_secs(60),
-        }
-    }
-}
-
-impl EngineOptions {
-    /// Sets the period of the resync pass.
-    pub fn resync(mut self, resync: Duration) -> Self {
-        self.resync = resync;
-        self
-    }
-
-    /// Sets how many provider and flavor calls a group has in flight at once (at least 1).
-    pub fn parallelism(mut self, parallelism: usize) -> Self {
-        self.parallelism = parallelism.max(1);
-        self
-    }
-
-    /// Sets the limit on provider calls per second for all groups; `None` lifts it.
-    pub fn calls_per_second(mut self, calls_per_second: Option<u32>) -> Self {
-        self.calls_per_second = calls_per_second;
-        self
-    }
-
-    /// Sets the first retry delay after a failed pass.
-    pub fn backoff_base(mut self, backoff_base: Duration) -> Self {
-        self.backoff_base = backoff_base;
-        self
-    }
-
-    /// Sets the longest retry delay.
-    pub fn backoff_max(mut self, backoff_max: Duration) -> Self {
-        self.backoff_max = backoff_max;
-        self
-    }
-
-    /// Sets the delay before re-observing after a pass that changed something.
-    pub fn settle(mut self, settle: Duration) -> Self {
-        self.settle = settle;
-        self
-    }
-
-    /// Sets how long a provisioned instance may stay invisible to `describe`.
-    pub fn describe_lag(mut self, describe_lag: Duration) -> Self {
-        self.describe_lag = describe_lag;
-        self
-    }
-}
-
-/// The leadership term a controller acts for. Every provider mutation checks it first; when
-/// the term ends the check fails and the pass stops.
-#[derive(Debug, Clone)]
-pub(crate) struct Fence {
-    pub(crate) rx: watch::Receiver<LeadershipState>,
-    pub(crate) term: Term,
-}
-
-impl Fence {
-    pub(crate) fn check(&self) -> Result<(), PassError> {
-        match &*self.rx.borrow() {
-            LeadershipState::Leader { term } if *term == self.term => Ok(()),
-            _ => Err(PassError::Fenced),
-        }
-    }
-}
-
-/// Shared by every controller of one leadership term.
-pub(crate) struct Context {
+/// What every controller of one leadership term shares.
+pub(crate) struct LeaderTerm {
     pub(crate) options: EngineOptions,
     pub(crate) events: broadcast::Sender<EngineEvent>,
-    pub(crate) limiter: Option<Arc<RateLimiter>>,
-    pub(crate) fence: Fence,
+    pub(crate) fence: Arc<Fence>,
+    pub(crate) reports: mpsc::UnboundedSender<Report>,
 }
 
-impl Context {
+impl LeaderTerm {
     fn emit(&self, event: EngineEvent) {
         let _ = self.events.send(event);
     }
 }
 
-/// Why a pass failed.
-#[derive(Debug, Clone)]
-pub(crate) enum PassError {
-    /// The leadership term ended.
-    Fenced,
-    /// A plugin call failed.
-    Group(GroupError),
+/// What a controller tells the manager on its own.
+#[derive(Debug)]
+pub(crate) enum Report {
+    /// A destroy nobody waits for has finished: the group has no member left.
+    Destroyed {
+        /// The group.
+        group: GroupId,
+    },
+    /// The store holds a newer epoch: this replica no longer leads.
+    Superseded {
+        /// The epoch stored.
+        current: Epoch,
+    },
 }
 
-impl From<InstanceError> for PassError {
-    fn from(e: InstanceError) -> Self {
-        PassError::Group(e.into())
-    }
+/// The outcome of `destroy_members`.
+#[derive(Debug)]
+pub(crate) struct MembersDestroyed {
+    /// What went.
+    pub(crate) destroyed: Vec<InstanceId>,
+    /// The first failure, if any.
+    pub(crate) error: Option<GroupError>,
 }
 
-impl From<FlavorError> for PassError {
-    fn from(e: FlavorError) -> Self {
-        PassError::Group(e.into())
-    }
+type Reply<T> = oneshot::Sender<T>;
+
+/// The commands a controller takes.
+enum Command {
+    /// Plan with this spec (and these plugins) from now on.
+    SetSpec {
+        spec: GroupSpec,
+        plugins: Option<GroupPlugins>,
+        reply: Option<Reply<()>>,
+    },
+    /// Destroy every member; answered when none is left or a destroy pass fails.
+    Destroy {
+        reply: Reply<Result<(), GroupError>>,
+    },
+    /// Destroy these members (all must be members), then hold passes until `SetSpec` or
+    /// `Release`.
+    DestroyMembers {
+        ids: Vec<InstanceId>,
+        reply: Reply<Result<MembersDestroyed, GroupError>>,
+    },
+    /// Passes may run again after `DestroyMembers` (the spec did not change).
+    Release,
+    /// Observe and plan `spec` without acting.
+    Preview {
+        spec: GroupSpec,
+        plugins: GroupPlugins,
+        reply: Reply<Result<Plan, GroupError>>,
+    },
+    /// The latest description.
+    Describe { reply: Reply<GroupDescription> },
+    /// Run a pass now; answers the number of passes started so far.
+    Trigger { reply: Reply<u64> },
 }
 
-/// How long until the first member's health passes its healing limit, if any will.
-fn healing_wake(spec: &GroupSpec, members: &[Member]) -> Option<Duration> {
-    members
-        .iter()
-        .filter_map(|m| {
-            let limit = match m.health {
-                Health::Healthy => None,
-                Health::Unhealthy => spec.healing.replace_unhealthy_after,
-                Health::Unknown => spec.healing.replace_unknown_after,
-            }?;
-            Some(limit.saturating_sub(m.health_age))
-        })
-        .min()
-}
-
-#[derive(Debug, Clone, Copy)]
-struct HealthRecord {
-    /// The last answer; `None` after a failed check.
-    health: Option<Health>,
-    since: Instant,
-    first_seen: u64,
-}
-
-#[derive(Debug, Default)]
-struct UpdateTrack {
-    hash: Option<String>,
-    started: Option<Instant>,
-    failed: bool,
-}
-
-/// What a controller remembers between passes. Held (locked) for the whole of a pass.
-#[derive(Debug, Default)]
-pub(crate) struct Work {
-    health: HashMap<InstanceId, HealthRecord>,
-    seen: u64,
-    /// Provisioned, not yet seen in a describe: (logical ID, when).
-    recent: HashMap<InstanceId, (Option<LogicalId>, Instant)>,
-    update: UpdateTrack,
-    sequence: u64,
-    converged_reported: bool,
-}
-
-/// The latest view of a group, for `describe`.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Status {
-    pub(crate) description: GroupDescription,
-}
-
-/// The parts of a controller shared with the manager.
-pub(crate) struct Shared {
-    pub(crate) id: GroupId,
-    pub(crate) spec: RwLock<GroupSpec>,
-    pub(crate) status: RwLock<Status>,
-    pub(crate) work: Mutex<Work>,
-    pub(crate) destroying: AtomicBool,
-    pub(crate) instance: Arc<dyn Instance>,
-    pub(crate) flavor: Arc<dyn Flavor>,
-    pub(crate) ctx: Arc<Context>,
-    triggers: mpsc::UnboundedSender<Trigger>,
-    /// Bumped by every spec change, so a pass planned on an older spec never reports
-    /// the group converged.
-    generation: AtomicU64,
-    /// Passes started so far; the running (or last) pass has this number.
-    passes: AtomicU64,
-}
-
-/// A running controller.
+/// A running controller: the handle the manager keeps (it stops the task when dropped).
 pub(crate) struct Controller {
-    pub(crate) shared: Arc<Shared>,
-    tasks: Vec<JoinHandle<()>>,
+    client: ControllerClient,
+    task: Option<JoinHandle<()>>,
+}
+
+/// A cheap handle for sending a controller commands, usable without holding the manager's
+/// lock.
+#[derive(Clone)]
+pub(crate) struct ControllerClient {
+    commands: mpsc::UnboundedSender<Command>,
+}
+
+/// The controller is gone: its term ended.
+fn stopped() -> GroupError {
+    GroupError::NotLeader { leader: None }
 }
 
 impl Controller {
-    /// Starts a controller task (and a task forwarding the provider's events).
+    /// Starts a group's controller task (destroying from the start when `destroying`).
     pub(crate) fn start(
         spec: GroupSpec,
-        instance: Arc<dyn Instance>,
-        flavor: Arc<dyn Flavor>,
-        ctx: Arc<Context>,
+        plugins: GroupPlugins,
+        destroying: bool,
+        term: Arc<LeaderTerm>,
     ) -> Controller {
-        let (shared, rx) = Shared::new(spec, instance, flavor, ctx);
-        let shared = Arc::new(shared);
-        let mut tasks = Vec::new();
-        if let Some(events) = shared.instance.events() {
-            tasks.push(tokio::spawn(forward_events(
-                shared.id.clone(),
-                events,
-                shared.triggers.clone(),
-            )));
+        let (commands, rx) = mpsc::unbounded_channel();
+        let id = spec.id.clone();
+        let events = plugins.instance.events();
+        let (status, status_rx) = watch::channel(Status::default());
+        let owner = Owner {
+            hash: spec.config_hash(),
+            provider: Guarded::new(id.clone(), plugins, Arc::clone(&term.fence)),
+            id: id.clone(),
+            spec,
+            destroying,
+            state: GroupState::default(),
+            term: Arc::clone(&term),
+            status,
+            converged_reported: false,
+            destroyed: 0,
+            resubscribe: false,
+        };
+        term.emit(EngineEvent::GroupStarted { group: id.clone() });
+        let span = tracing::info_span!("controller", group = %id);
+        let task = tokio::spawn(run(owner, rx, status_rx, events).instrument(span));
+        Controller {
+            client: ControllerClient { commands },
+            task: Some(task),
         }
-        shared.ctx.emit(EngineEvent::GroupStarted {
-            group: shared.id.clone(),
-        });
-        let runner = Arc::clone(&shared);
-        tasks.push(tokio::spawn(async move { runner.run(rx).await }));
-        Controller { shared, tasks }
     }
 
-    /// Stops the controller's tasks and waits until they are gone. Instances are left alone.
+    /// A handle for commands.
+    pub(crate) fn client(&self) -> ControllerClient {
+        self.client.clone()
+    }
+
+    /// Stops the task and waits until it is gone. Instances are left alone.
     pub(crate) async fn stop(mut self) {
-        let tasks = std::mem::take(&mut self.tasks);
-        for t in &tasks {
-            t.abort();
-        }
-        for t in tasks {
-            let _ = t.await;
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
         }
     }
 }
@@ -293,420 +181,602 @@ impl Controller {
 impl Drop for Controller {
     /// A controller dropped without [`stop`](Controller::stop) still stops acting.
     fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
+        if let Some(task) = &self.task {
+            task.abort();
         }
     }
 }
 
-async fn forward_events(
-    group: GroupId,
-    mut events: crate::instance::InstanceEvents,
-    triggers: mpsc::UnboundedSender<Trigger>,
-) {
-    while let Some(event) = events.next().await {
-        let ours = match &event {
-            InstanceEvent::Lagged => true,
-            other => other
-                .tags()
-                .is_some_and(|t| t.get(GROUP_TAG) == Some(group.as_str())),
-        };
-        tracing::trace!(%group, ours, ?event, "provider event");
-        if ours && triggers.send(Trigger::ProviderEvent).is_err() {
-            return;
-        }
+impl ControllerClient {
+    async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, GroupError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(make(tx)).map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())
     }
-}
 
-struct Outcome {
-    requeue: Option<Duration>,
-}
-
-impl Shared {
-    fn new(
+    /// Plans with `spec` from now on (and with `plugins`, when given); answered at once, the
+    /// description is stale until a pass has planned with it.
+    pub(crate) async fn set_spec(
+        &self,
         spec: GroupSpec,
-        instance: Arc<dyn Instance>,
-        flavor: Arc<dyn Flavor>,
-        ctx: Arc<Context>,
-    ) -> (Shared, mpsc::UnboundedReceiver<Trigger>) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let shared = Shared {
-            id: spec.id.clone(),
-            spec: RwLock::new(spec),
-            status: RwLock::new(Status::default()),
-            work: Mutex::new(Work::default()),
-            destroying: AtomicBool::new(false),
-            instance,
-            flavor,
-            ctx,
-            triggers: tx,
-            generation: AtomicU64::new(0),
-            passes: AtomicU64::new(0),
-        };
-        (shared, rx)
+        plugins: Option<GroupPlugins>,
+    ) -> Result<(), GroupError> {
+        self.ask(|reply| Command::SetSpec {
+            spec,
+            plugins,
+            reply: Some(reply),
+        })
+        .await
     }
 
-    pub(crate) fn trigger(&self, t: Trigger) {
-        let _ = self.triggers.send(t);
+    /// Destroys every member: `Ok` once none is left.
+    pub(crate) async fn destroy(&self) -> Result<(), GroupError> {
+        self.ask(|reply| Command::Destroy { reply }).await?
     }
 
-    pub(crate) fn spec(&self) -> GroupSpec {
-        self.spec.read().unwrap_or_else(|p| p.into_inner()).clone()
+    /// Destroys these members, then holds passes until [`set_spec`](Self::set_spec) or
+    /// [`release`](Self::release).
+    pub(crate) async fn destroy_members(
+        &self,
+        ids: Vec<InstanceId>,
+    ) -> Result<MembersDestroyed, GroupError> {
+        self.ask(|reply| Command::DestroyMembers { ids, reply })
+            .await?
     }
 
-    /// Replaces the spec; until a pass has planned with it, the group is not converged.
-    pub(crate) fn set_spec(&self, spec: GroupSpec) {
-        let mut guard = self.spec.write().unwrap_or_else(|p| p.into_inner());
-        *guard = spec;
-        self.generation.fetch_add(1, Ordering::SeqCst);
-        drop(guard);
-        self.mark_stale();
+    /// Lets passes run again after `destroy_members`.
+    pub(crate) fn release(&self) {
+        let _ = self.commands.send(Command::Release);
     }
 
-    /// Marks the published status as out of date (after a spec or mode change).
-    pub(crate) fn mark_stale(&self) {
-        let mut st = self.status.write().unwrap_or_else(|p| p.into_inner());
-        st.description.converged = false;
-        st.description.plan = Some("spec changed: planning".into());
+    /// Observes and plans `spec` without acting.
+    pub(crate) async fn preview(
+        &self,
+        spec: GroupSpec,
+        plugins: GroupPlugins,
+    ) -> Result<Plan, GroupError> {
+        self.ask(|reply| Command::Preview {
+            spec,
+            plugins,
+            reply,
+        })
+        .await?
     }
 
-    fn spec_and_generation(&self) -> (GroupSpec, u64) {
-        let guard = self.spec.read().unwrap_or_else(|p| p.into_inner());
-        (guard.clone(), self.generation.load(Ordering::SeqCst))
+    /// The latest description.
+    pub(crate) async fn describe(&self) -> Result<GroupDescription, GroupError> {
+        self.ask(|reply| Command::Describe { reply }).await
     }
 
-    pub(crate) fn description(&self) -> GroupDescription {
-        let mut d = self
-            .status
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .description
-            .clone();
-        d.passes_started = self.passes.load(Ordering::SeqCst);
+    /// Asks for a pass now; the number of passes started before it.
+    pub(crate) async fn trigger(&self) -> Result<u64, GroupError> {
+        self.ask(|reply| Command::Trigger { reply }).await
+    }
+}
+
+/// What passes publish for `describe`: the description and the spec generation it was
+/// planned with.
+#[derive(Debug, Clone, Default)]
+struct Status {
+    description: GroupDescription,
+    generation: u64,
+}
+
+/// The task's bookkeeping beside the owner (what a running pass does not borrow).
+struct Schedule {
+    /// Bumped by every spec or mode change.
+    generation: u64,
+    /// Passes started so far.
+    passes: u64,
+    status: watch::Receiver<Status>,
+    /// Callers waiting for the destroy to finish.
+    waiters: Vec<Reply<Result<(), GroupError>>>,
+    /// Passes held (after `destroy_members`) until this moment.
+    held_until: Option<Instant>,
+    backoff: Backoff,
+}
+
+impl Schedule {
+    fn describe(&self) -> GroupDescription {
+        let st = self.status.borrow();
+        let mut d = st.description.clone();
+        if st.generation != self.generation {
+            d.converged = false;
+            d.plan = Some("spec changed: planning".into());
+        }
+        d.passes_started = self.passes;
         d
     }
+}
 
-    /// Passes started so far: a pass numbered higher starts after this call.
-    pub(crate) fn passes_started(&self) -> u64 {
-        self.passes.load(Ordering::SeqCst)
-    }
+/// Everything a controller owns.
+struct Owner {
+    id: GroupId,
+    spec: GroupSpec,
+    hash: String,
+    provider: Guarded,
+    destroying: bool,
+    state: GroupState,
+    term: Arc<LeaderTerm>,
+    status: watch::Sender<Status>,
+    converged_reported: bool,
+    /// Members destroyed since the group's destroy began.
+    destroyed: usize,
+    /// The instance plugin changed: its event stream replaces the old one.
+    resubscribe: bool,
+}
 
-    /// Records a failed pass: the group is not known to be converged any more.
-    fn set_last_error(&self, error: String) {
-        let mut st = self.status.write().unwrap_or_else(|p| p.into_inner());
-        st.description.last_error = Some(error);
-        st.description.converged = false;
-    }
+/// What one pass found and did.
+struct Pass {
+    /// Actions were executed.
+    acted: bool,
+    converged: bool,
+    wake_after: Option<Duration>,
+    /// The members observed (`None`: the observation failed).
+    observed: Option<Vec<InstanceId>>,
+    /// Members this pass destroyed.
+    destroyed: HashSet<InstanceId>,
+    error: Option<GroupError>,
+}
 
-    async fn run(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Trigger>) {
-        let opts = self.ctx.options.clone();
-        let mut backoff = Backoff::new(opts.backoff_base, opts.backoff_max);
-        let mut trigger = Trigger::LeadershipChanged;
-        loop {
-            let span = tracing::info_span!("reconcile", group = %self.id, ?trigger);
-            let result = {
-                let mut work = self.work.lock().await;
-                self.passes.fetch_add(1, Ordering::SeqCst);
-                self.pass(&mut work).instrument(span).await
-            };
-            metrics::counter!("infrakit_reconcile_passes_total", "group" => self.id.to_string())
-                .increment(1);
-            let (delay, next) = match result {
-                Ok(outcome) => {
-                    backoff.reset();
-                    match outcome.requeue {
-                        Some(d) => (d, Trigger::Retry),
-                        None => (opts.resync, Trigger::Resync),
-                    }
-                }
-                Err(PassError::Fenced) => {
-                    tracing::info!(group = %self.id, "term ended: controller stops");
-                    return;
-                }
-                Err(PassError::Group(e)) => {
-                    let delay = backoff.next_delay(e.retry_after());
-                    metrics::counter!("infrakit_reconcile_errors_total", "group" => self.id.to_string())
-                        .increment(1);
-                    tracing::warn!(group = %self.id, error = %e, transient = e.is_transient(), retry_in = ?delay, "reconcile pass failed");
-                    self.set_last_error(e.to_string());
-                    self.ctx.emit(EngineEvent::PassFailed {
-                        group: self.id.clone(),
-                        error: e.to_string(),
-                        retry_in: delay,
-                    });
-                    (delay, Trigger::Retry)
-                }
-            };
-            let deadline = Instant::now() + delay;
-            trigger = tokio::select! {
-                _ = tokio::time::sleep_until(deadline) => next,
-                t = rx.recv() => match t {
-                    Some(t) => t,
-                    None => return,
-                },
-            };
-            // Coalesce whatever else queued up: one pass observes it all.
-            while rx.try_recv().is_ok() {}
+impl Pass {
+    fn failed(error: GroupError) -> Self {
+        Pass {
+            acted: false,
+            converged: false,
+            wake_after: None,
+            observed: None,
+            destroyed: HashSet::new(),
+            error: Some(error),
         }
     }
+}
 
-    fn group_tags(&self) -> Tags {
-        Tags::new().with(GROUP_TAG, self.id.as_str())
-    }
-
-    async fn limited(&self) {
-        if let Some(l) = &self.ctx.limiter {
-            l.acquire().await;
-        }
-    }
-
-    /// Describes the group's members, timing the call.
-    pub(crate) async fn describe_members(&self) -> Result<Vec<Description>, InstanceError> {
-        self.limited().await;
-        let start = std::time::Instant::now();
-        let result = self.instance.describe(&self.group_tags(), false).await;
-        metrics::histogram!("infrakit_provider_call_seconds", "op" => "describe")
-            .record(start.elapsed().as_secs_f64());
-        // Never trust the provider's filtering with what we may destroy.
-        result.map(|all| {
-            all.into_iter()
-                .filter(|d| d.tags.get(GROUP_TAG) == Some(self.id.as_str()))
-                .collect()
-        })
-    }
-
-    /// The flavor's answer for each member; `None` where the check itself failed.
-    async fn health_of(
-        &self,
-        spec: &GroupSpec,
-        descriptions: &[Description],
-    ) -> Vec<Option<Health>> {
-        let props = &spec.flavor.properties;
-        let checks: Vec<BoxFuture<'_, Option<Health>>> = descriptions
-            .iter()
-            .map(|d| -> BoxFuture<'_, Option<Health>> {
-                Box::pin(async move {
-                    match self.flavor.healthy(props, d).await {
-                        Ok(h) => Some(h),
-                        Err(e) => {
-                            tracing::debug!(id = %d.id, error = %e, "health check failed: unknown");
-                            None
+async fn run(
+    mut owner: Owner,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    status: watch::Receiver<Status>,
+    mut events: Option<InstanceEvents>,
+) {
+    let opts = owner.term.options.clone();
+    let mut schedule = Schedule {
+        generation: 0,
+        passes: 0,
+        status,
+        waiters: Vec::new(),
+        held_until: None,
+        backoff: Backoff::new(opts.backoff_base, opts.backoff_max),
+    };
+    let mut trigger = Some(Trigger::LeadershipChanged);
+    let mut deadline = Instant::now();
+    let mut timer_trigger = Trigger::Resync;
+    loop {
+        // Wait for a reason to run a pass, answering commands meanwhile.
+        let reason = match trigger.take() {
+            Some(t) => t,
+            None => loop {
+                let held = schedule.held_until.is_some_and(|u| Instant::now() < u);
+                let wake = if held {
+                    schedule.held_until.unwrap_or(deadline)
+                } else {
+                    deadline
+                };
+                tokio::select! {
+                    cmd = commands.recv() => match cmd {
+                        None => return,
+                        Some(c) => {
+                            let t = owner.handle(c, &mut schedule).await;
+                            if std::mem::take(&mut owner.resubscribe) {
+                                events = owner.provider.instance().events();
+                            }
+                            if let Some(t) = t
+                                && schedule.held_until.is_none()
+                            {
+                                break t;
+                            }
                         }
+                    },
+                    ours = next_event(&mut events, &owner.id), if !held => {
+                        if ours {
+                            break Trigger::ProviderEvent;
+                        }
+                    },
+                    _ = tokio::time::sleep_until(wake) => {
+                        if held {
+                            schedule.held_until = None;
+                            break Trigger::Retry;
+                        }
+                        break timer_trigger;
+                    },
+                }
+            },
+        };
+        drain_events(&mut events);
+
+        // Run a pass; describe and trigger are answered while it runs, the rest waits.
+        schedule.passes += 1;
+        let number = schedule.passes;
+        let generation = schedule.generation;
+        let mut queued = Vec::new();
+        let mut again = false;
+        let span =
+            tracing::info_span!("reconcile", group = %owner.id, trigger = ?reason, pass = number);
+        let result = {
+            let pass = owner.pass(number, generation).instrument(span);
+            tokio::pin!(pass);
+            loop {
+                tokio::select! {
+                    r = &mut pass => break r,
+                    cmd = commands.recv() => match cmd {
+                        None => return,
+                        Some(Command::Describe { reply }) => {
+                            let _ = reply.send(schedule.describe());
+                        }
+                        Some(Command::Trigger { reply }) => {
+                            again = true;
+                            let _ = reply.send(schedule.passes);
+                        }
+                        Some(Command::SetSpec { spec, plugins, reply }) => {
+                            // Stale from now on; applied when the pass ends.
+                            schedule.generation += 1;
+                            if let Some(r) = reply {
+                                let _ = r.send(());
+                            }
+                            queued.push(Command::SetSpec { spec, plugins, reply: None });
+                        }
+                        Some(other) => queued.push(other),
+                    },
+                }
+            }
+        };
+        metrics::counter!("infrakit_reconcile_passes_total", "group" => owner.id.to_string())
+            .increment(1);
+        let pass = match result {
+            Ok(p) => p,
+            Err(fenced) => {
+                owner.fenced(fenced);
+                return;
+            }
+        };
+        let delay = owner.after_pass(pass, generation, &mut schedule);
+        deadline = Instant::now() + delay.0;
+        timer_trigger = delay.1;
+        for c in queued {
+            if owner.handle(c, &mut schedule).await.is_some() {
+                again = true;
+            }
+        }
+        if std::mem::take(&mut owner.resubscribe) {
+            events = owner.provider.instance().events();
+        }
+        if again && schedule.held_until.is_none() {
+            trigger = Some(Trigger::Requested);
+        }
+    }
+}
+
+/// The next provider event: `true` if it concerns the group (or events were lost).
+async fn next_event(events: &mut Option<InstanceEvents>, group: &GroupId) -> bool {
+    let Some(stream) = events else {
+        return std::future::pending().await;
+    };
+    match stream.next().await {
+        Some(event) => {
+            let ours = match &event {
+                InstanceEvent::Lagged => true,
+                other => other
+                    .tags()
+                    .is_some_and(|t| t.get(GROUP_TAG) == Some(group.as_str())),
+            };
+            tracing::trace!(%group, ours, ?event, "provider event");
+            ours
+        }
+        None => {
+            // The stream ended: resyncs only from now on.
+            *events = None;
+            false
+        }
+    }
+}
+
+/// Drops the events already queued: the pass about to run observes them all.
+fn drain_events(events: &mut Option<InstanceEvents>) {
+    if let Some(stream) = events {
+        while let Some(Some(_)) = stream.next().now_or_never() {}
+    }
+}
+
+impl Owner {
+    fn emit(&self, event: EngineEvent) {
+        self.term.emit(event);
+    }
+
+    /// Handles a command between passes; `Some` asks for a pass.
+    async fn handle(&mut self, command: Command, schedule: &mut Schedule) -> Option<Trigger> {
+        match command {
+            Command::Describe { reply } => {
+                let _ = reply.send(schedule.describe());
+                None
+            }
+            Command::Trigger { reply } => {
+                let _ = reply.send(schedule.passes);
+                Some(Trigger::Requested)
+            }
+            Command::SetSpec {
+                spec,
+                plugins,
+                reply,
+            } => {
+                schedule.generation += 1;
+                schedule.held_until = None;
+                self.set_spec(spec, plugins);
+                if let Some(r) = reply {
+                    let _ = r.send(());
+                }
+                Some(Trigger::SpecChanged)
+            }
+            Command::Destroy { reply } => {
+                if !self.destroying {
+                    schedule.generation += 1;
+                    self.destroying = true;
+                    self.destroyed = 0;
+                    tracing::info!(group = %self.id, "destroying the group");
+                }
+                schedule.held_until = None;
+                schedule.waiters.push(reply);
+                Some(Trigger::SpecChanged)
+            }
+            Command::DestroyMembers { ids, reply } => {
+                let outcome = self.destroy_members(&ids).await;
+                if outcome.as_ref().is_ok_and(|o| !o.destroyed.is_empty()) {
+                    schedule.held_until = Some(Instant::now() + HOLD_LIMIT);
+                }
+                let _ = reply.send(outcome);
+                None
+            }
+            Command::Release => {
+                schedule.held_until = None;
+                Some(Trigger::SpecChanged)
+            }
+            Command::Preview {
+                spec,
+                plugins,
+                reply,
+            } => {
+                let guarded = self.provider.with_plugins(plugins);
+                let r =
+                    observe_and_plan(&guarded, &mut self.state, &spec, &self.term.options, false)
+                        .await
+                        .map(|(_, plan)| plan);
+                let _ = reply.send(r);
+                None
+            }
+        }
+    }
+
+    fn set_spec(&mut self, spec: GroupSpec, plugins: Option<GroupPlugins>) {
+        self.hash = spec.config_hash();
+        self.spec = spec;
+        if let Some(plugins) = plugins {
+            self.resubscribe |= !Arc::ptr_eq(&plugins.instance, self.provider.instance());
+            self.provider = self.provider.with_plugins(plugins);
+        }
+        if self.destroying {
+            tracing::info!(group = %self.id, "a new spec: the destroy is cancelled");
+        }
+        self.destroying = false;
+        self.converged_reported = false;
+    }
+
+    /// The term ended (or was superseded) under a pass: the controller stops.
+    fn fenced(&self, fenced: Fenced) {
+        match fenced {
+            Fenced::Superseded { current } => {
+                tracing::warn!(group = %self.id, %current, "a newer leader exists: controller stops");
+                let _ = self.term.reports.send(Report::Superseded { current });
+            }
+            other => {
+                tracing::info!(group = %self.id, reason = ?other, "term ended: controller stops");
+            }
+        }
+    }
+
+    /// Books a pass's outcome; returns when (and why) to run the next one.
+    fn after_pass(
+        &mut self,
+        pass: Pass,
+        generation: u64,
+        schedule: &mut Schedule,
+    ) -> (Duration, Trigger) {
+        let opts = &self.term.options;
+        if self.destroying {
+            self.destroyed += pass.destroyed.len();
+            self.answer_destroy(&pass, schedule);
+        }
+        match pass.error {
+            None => {
+                schedule.backoff.reset();
+                if pass.acted {
+                    return (opts.settle, Trigger::Retry);
+                }
+                if pass.converged && generation == schedule.generation {
+                    if !self.converged_reported {
+                        self.converged_reported = true;
+                        self.emit(EngineEvent::Converged {
+                            group: self.id.clone(),
+                            size: self.spec.allocation.target_size(),
+                        });
                     }
+                    return match pass.wake_after {
+                        Some(d) => (clamp(d, opts), Trigger::Retry),
+                        None => (opts.resync, Trigger::Resync),
+                    };
+                }
+                // Waiting on time (health gating, in-flight work): look again soon.
+                let d = pass
+                    .wake_after
+                    .unwrap_or(opts.settle.max(Duration::from_millis(250)));
+                (clamp(d, opts), Trigger::Retry)
+            }
+            Some(e) => {
+                let delay = schedule.backoff.next_delay(e.retry_after());
+                metrics::counter!("infrakit_reconcile_errors_total", "group" => self.id.to_string())
+                    .increment(1);
+                tracing::warn!(group = %self.id, error = %e, transient = e.is_transient(), retry_in = ?delay, "reconcile pass failed");
+                self.status.send_modify(|s| {
+                    s.description.last_error = Some(e.to_string());
+                    s.description.converged = false;
+                });
+                self.emit(EngineEvent::PassFailed {
+                    group: self.id.clone(),
+                    error: e.to_string(),
+                    retry_in: delay,
+                });
+                (delay, Trigger::Retry)
+            }
+        }
+    }
+
+    /// A destroy pass ended: answer the callers (or report the end to the manager).
+    fn answer_destroy(&self, pass: &Pass, schedule: &mut Schedule) {
+        let remaining: Option<Vec<InstanceId>> = pass.observed.as_ref().map(|seen| {
+            seen.iter()
+                .filter(|id| !pass.destroyed.contains(*id))
+                .cloned()
+                .collect()
+        });
+        match (&pass.error, remaining) {
+            (None, Some(left)) if left.is_empty() && !pass.acted => {
+                tracing::info!(group = %self.id, destroyed = self.destroyed, "every member is gone");
+                if schedule.waiters.is_empty() {
+                    let _ = self.term.reports.send(Report::Destroyed {
+                        group: self.id.clone(),
+                    });
+                }
+                for w in schedule.waiters.drain(..) {
+                    let _ = w.send(Ok(()));
+                }
+            }
+            (Some(e), remaining) => {
+                for w in schedule.waiters.drain(..) {
+                    let _ = w.send(Err(match &remaining {
+                        Some(left) => GroupError::PartialDestroy {
+                            group: self.id.clone(),
+                            destroyed: self.destroyed,
+                            remaining: left.clone(),
+                            cause: Box::new(e.clone()),
+                        },
+                        None => e.clone(),
+                    }));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// One reconcile pass: observe, plan, publish, execute. `Err` only when fenced.
+    async fn pass(&mut self, number: u64, generation: u64) -> Result<Pass, Fenced> {
+        self.provider.holds()?;
+        let spec = self.spec.clone();
+        let hash = self.hash.clone();
+        let (members, plan) = match observe_and_plan(
+            &self.provider,
+            &mut self.state,
+            &spec,
+            &self.term.options,
+            self.destroying,
+        )
+        .await
+        {
+            Ok(v) => v,
+            Err(e) => return Ok(Pass::failed(e)),
+        };
+        let now = Instant::now();
+        self.publish(&members, &plan, number, generation);
+        self.rollout(&spec, &hash, &plan, now);
+        tracing::debug!(group = %self.id, plan = %plan, actions = plan.actions.len(), "planned");
+        let observed: Vec<InstanceId> = members.iter().map(|m| m.id().clone()).collect();
+        if plan.actions.is_empty() {
+            return Ok(Pass {
+                acted: false,
+                converged: plan.converged() && !self.destroying,
+                wake_after: plan.wake_after,
+                observed: Some(observed),
+                destroyed: HashSet::new(),
+                error: None,
+            });
+        }
+        self.converged_reported = false;
+        let by_id: HashMap<&InstanceId, &Description> =
+            members.iter().map(|m| (m.id(), &m.description)).collect();
+        let sequences: Vec<u64> = plan
+            .actions
+            .iter()
+            .map(|_| self.state.next_sequence())
+            .collect();
+        type Done = (Action, Result<Option<InstanceId>, GuardError>);
+        let this = &*self;
+        let steps: Vec<BoxFuture<'_, Done>> = plan
+            .actions
+            .iter()
+            .cloned()
+            .zip(sequences)
+            .map(|(action, sequence)| -> BoxFuture<'_, Done> {
+                let desc = match &action {
+                    Action::Destroy { id, .. } | Action::Adopt { id } => {
+                        by_id.get(id).map(|d| (*d).clone())
+                    }
+                    _ => None,
+                };
+                let spec = &spec;
+                let hash = hash.as_str();
+                Box::pin(async move {
+                    let r = this.execute(spec, hash, &action, desc, sequence).await;
+                    (action, r)
                 })
             })
             .collect();
-        futures::stream::iter(checks)
-            .buffered(self.ctx.options.parallelism.max(1))
-            .collect()
-            .await
-    }
-
-    /// Observes and plans without acting (for `commit(pretend)` and `describe`).
-    pub(crate) async fn preview(&self, spec: &GroupSpec) -> Result<Plan, GroupError> {
-        let mut work = self.work.lock().await;
-        let descriptions = self.describe_members().await?;
-        let healths = self.health_of(spec, &descriptions).await;
-        let members = work.observe(descriptions, healths, Instant::now());
-        let in_flight = work.in_flight(Instant::now(), self.ctx.options.describe_lag);
-        let hash = spec.config_hash();
-        let clock = work.clock(&hash);
-        Ok(plan(PlanInput {
-            spec,
-            config_hash: &hash,
-            members: &members,
-            in_flight: &in_flight,
-            update: clock,
-            destroying: self.destroying.load(Ordering::SeqCst),
-        }))
-    }
-
-    /// One reconcile pass: observe, plan, execute.
-    async fn pass(&self, work: &mut Work) -> Result<Outcome, PassError> {
-        self.ctx.fence.check()?;
-        let (spec, generation) = self.spec_and_generation();
-        let hash = spec.config_hash();
-        let descriptions = self.describe_members().await?;
-        let healths = self.health_of(&spec, &descriptions).await;
-        let now = Instant::now();
-        let members = work.observe(descriptions, healths, now);
-        let in_flight = work.in_flight(now, self.ctx.options.describe_lag);
-        let update_event = self.track_update(work, &hash, &members, now);
-        let destroying = self.destroying.load(Ordering::SeqCst);
-        let plan = plan(PlanInput {
-            spec: &spec,
-            config_hash: &hash,
-            members: &members,
-            in_flight: &in_flight,
-            update: work.clock(&hash),
-            destroying,
-        });
-        let fresh = generation == self.generation.load(Ordering::SeqCst);
-        self.publish(&hash, &members, &plan, fresh);
-        if let Some(e) = update_event {
-            self.ctx.emit(e);
-        }
-        // An update is complete when no member is outdated and the group is whole again.
-        if work.update.started.is_some()
-            && plan.update == UpdateProgress::UpToDate
-            && plan.converged()
-        {
-            work.update.started = None;
-            work.update.failed = false;
-            tracing::info!(group = %self.id, hash, "rolling update completed");
-            self.ctx.emit(EngineEvent::UpdateCompleted {
-                group: self.id.clone(),
-                hash: hash.clone(),
-            });
-        }
-        if let UpdateProgress::Failed { outdated } = plan.update
-            && !work.update.failed
-        {
-            work.update.failed = true;
-            let reason = format!(
-                "deadline {:?} passed with {outdated} members outdated",
-                spec.update.deadline.unwrap_or_default()
-            );
-            tracing::error!(group = %self.id, %reason, "rolling update failed");
-            self.ctx.emit(EngineEvent::UpdateFailed {
-                group: self.id.clone(),
-                reason,
-            });
-        }
-        tracing::debug!(group = %self.id, plan = %plan, actions = plan.actions.len(), "planned");
-
-        if plan.actions.is_empty() {
-            if plan.converged() && !destroying && fresh {
-                if !work.converged_reported {
-                    work.converged_reported = true;
-                    self.ctx.emit(EngineEvent::Converged {
-                        group: self.id.clone(),
-                        size: plan.target,
-                    });
-                }
-                // Look again when a member's health passes a healing limit, if one will.
-                let requeue = healing_wake(&spec, &members)
-                    .map(|d| d.clamp(Duration::from_millis(10), self.ctx.options.resync));
-                return Ok(Outcome { requeue });
-            }
-            // Waiting for time to pass (health gating, describe lag): look again soon.
-            return Ok(Outcome {
-                requeue: Some(self.waiting_requeue(&spec, &members)),
-            });
-        }
-        work.converged_reported = false;
-        let by_id: HashMap<&InstanceId, &Description> =
-            members.iter().map(|m| (m.id(), &m.description)).collect();
-        type Done = (Action, Result<Option<InstanceId>, PassError>);
-        let mut steps: Vec<BoxFuture<'_, Done>> = Vec::with_capacity(plan.actions.len());
-        for action in plan.actions.iter().cloned() {
-            let sequence = work.next_sequence();
-            let desc = match &action {
-                Action::Destroy { id, .. } | Action::Adopt { id } => {
-                    by_id.get(id).map(|d| (*d).clone())
-                }
-                Action::Provision { .. } => None,
-            };
-            let spec = &spec;
-            let hash = hash.as_str();
-            steps.push(Box::pin(async move {
-                let r = self.execute(spec, hash, &action, desc, sequence).await;
-                (action, r)
-            }));
-        }
         let results: Vec<Done> = futures::stream::iter(steps)
-            .buffer_unordered(self.ctx.options.parallelism.max(1))
+            .buffer_unordered(self.term.options.parallelism.max(1))
             .collect()
             .await;
-
-        let mut first_error: Option<PassError> = None;
+        let mut first_error = None;
+        let mut destroyed = HashSet::new();
         for (action, result) in results {
-            match result {
-                Ok(Some(id)) => {
-                    if let Action::Provision { logical_id, .. } = action {
-                        work.recent.insert(id, (logical_id, Instant::now()));
-                    }
+            match (action, result) {
+                (Action::Provision { logical_id, .. }, Ok(Some(id))) => {
+                    self.state.provisioned(id, logical_id);
                 }
-                Ok(None) => {}
-                Err(PassError::Fenced) => return Err(PassError::Fenced),
-                Err(e) => {
-                    if first_error.is_none() {
-                        first_error = Some(e);
-                    }
+                (Action::Destroy { id, .. }, Ok(_)) => {
+                    destroyed.insert(id);
+                }
+                (_, Ok(_)) => {}
+                (_, Err(GuardError::Fenced(Fenced::Unverified(e)))) => {
+                    first_error.get_or_insert(GroupError::Store(e));
+                }
+                (_, Err(GuardError::Fenced(f))) => return Err(f),
+                (_, Err(GuardError::Group(e))) => {
+                    first_error.get_or_insert(e);
                 }
             }
         }
-        match first_error {
-            Some(e) => Err(e),
-            None => Ok(Outcome {
-                requeue: Some(self.ctx.options.settle),
-            }),
-        }
+        Ok(Pass {
+            acted: true,
+            converged: false,
+            wake_after: None,
+            observed: Some(observed),
+            destroyed,
+            error: first_error,
+        })
     }
 
-    fn waiting_requeue(&self, spec: &GroupSpec, members: &[Member]) -> Duration {
-        let opts = &self.ctx.options;
-        // The soonest moment a new member passes its minimum healthy time.
-        let gate = members
-            .iter()
-            .filter(|m| m.health == Health::Healthy && m.health_age < spec.update.min_healthy)
-            .map(|m| spec.update.min_healthy - m.health_age)
-            .min();
-        let d = gate.unwrap_or(opts.settle.max(Duration::from_millis(250)));
-        let d = healing_wake(spec, members).map_or(d, |h| h.min(d));
-        d.clamp(Duration::from_millis(10), opts.resync)
-    }
-
-    fn track_update(
-        &self,
-        work: &mut Work,
-        hash: &str,
-        members: &[Member],
-        now: Instant,
-    ) -> Option<EngineEvent> {
-        let outdated = members
-            .iter()
-            .filter(|m| {
-                m.description
-                    .tags
-                    .get(CONFIG_HASH_TAG)
-                    .is_some_and(|h| h != hash)
-            })
-            .count();
-        if work.update.hash.as_deref() != Some(hash) {
-            // A new configuration: a new update (or none).
-            work.update = UpdateTrack {
-                hash: Some(hash.to_owned()),
-                started: (outdated > 0).then_some(now),
-                failed: false,
-            };
-            if outdated > 0 {
-                tracing::info!(group = %self.id, hash, outdated, "rolling update started");
-                return Some(EngineEvent::UpdateStarted {
-                    group: self.id.clone(),
-                    hash: hash.to_owned(),
-                    outdated,
-                });
-            }
-        } else if outdated > 0 && work.update.started.is_none() {
-            work.update.started = Some(now);
-        }
-        None
-    }
-
-    fn publish(&self, hash: &str, members: &[Member], plan: &Plan, fresh: bool) {
-        let mut healthy = 0u32;
-        let mut unhealthy = 0u32;
-        let mut unknown = 0u32;
-        let mut outdated = 0u32;
+    /// Publishes what a pass observed and planned.
+    fn publish(&self, members: &[Member], plan: &Plan, number: u64, generation: u64) {
+        let (mut healthy, mut unhealthy, mut unknown, mut outdated) = (0u32, 0u32, 0u32, 0u32);
         let statuses: Vec<MemberStatus> = members
             .iter()
             .map(|m| {
-                let up_to_date = m
-                    .description
-                    .tags
-                    .get(CONFIG_HASH_TAG)
-                    .is_none_or(|h| h == hash);
+                let up_to_date = plan.up_to_date(m);
                 match m.health {
                     Health::Healthy => healthy += 1,
                     Health::Unhealthy => unhealthy += 1,
@@ -722,26 +792,63 @@ impl Shared {
             })
             .collect();
         let g = self.id.to_string();
-        metrics::gauge!("infrakit_group_members", "group" => g.clone(), "state" => "healthy")
-            .set(healthy);
-        metrics::gauge!("infrakit_group_members", "group" => g.clone(), "state" => "unhealthy")
-            .set(unhealthy);
-        metrics::gauge!("infrakit_group_members", "group" => g.clone(), "state" => "unknown")
-            .set(unknown);
-        metrics::gauge!("infrakit_group_members", "group" => g, "state" => "outdated")
-            .set(outdated);
-        let mut st = self.status.write().unwrap_or_else(|p| p.into_inner());
-        st.description = GroupDescription {
-            instances: members.iter().map(|m| m.description.clone()).collect(),
-            converged: fresh && plan.converged() && !self.destroying.load(Ordering::SeqCst),
-            members: statuses,
-            update: Some(plan.update.clone()),
-            plan: Some(plan.explain()),
-            // This pass observed the provider; an error of its actions is set afterwards.
-            last_error: None,
-            pass: self.passes.load(Ordering::SeqCst),
-            passes_started: 0,
-        };
+        for (state, n) in [
+            ("healthy", healthy),
+            ("unhealthy", unhealthy),
+            ("unknown", unknown),
+            ("outdated", outdated),
+        ] {
+            metrics::gauge!("infrakit_group_members", "group" => g.clone(), "state" => state)
+                .set(n);
+        }
+        self.status.send_replace(Status {
+            description: GroupDescription {
+                instances: members.iter().map(|m| m.description.clone()).collect(),
+                converged: plan.converged() && !self.destroying,
+                members: statuses,
+                update: Some(plan.update.clone()),
+                plan: Some(plan.explain()),
+                // This pass observed the provider; an error of its actions is set afterwards.
+                last_error: None,
+                pass: number,
+                passes_started: 0,
+            },
+            generation,
+        });
+    }
+
+    /// Records and reports the planner's step in the rolling update's life.
+    fn rollout(&mut self, spec: &GroupSpec, hash: &str, plan: &Plan, now: Instant) {
+        match plan.rollout {
+            Some(RolloutStep::Started { outdated }) => {
+                tracing::info!(group = %self.id, hash, outdated, "rolling update started");
+                self.emit(EngineEvent::UpdateStarted {
+                    group: self.id.clone(),
+                    hash: hash.to_owned(),
+                    outdated,
+                });
+            }
+            Some(RolloutStep::Completed) => {
+                tracing::info!(group = %self.id, hash, "rolling update completed");
+                self.emit(EngineEvent::UpdateCompleted {
+                    group: self.id.clone(),
+                    hash: hash.to_owned(),
+                });
+            }
+            Some(RolloutStep::Failed { outdated }) => {
+                let reason = format!(
+                    "deadline {:?} passed with {outdated} members outdated",
+                    spec.update.deadline.unwrap_or_default()
+                );
+                tracing::error!(group = %self.id, %reason, "rolling update failed");
+                self.emit(EngineEvent::UpdateFailed {
+                    group: self.id.clone(),
+                    reason,
+                });
+            }
+            _ => {}
+        }
+        self.state.rollout.apply(hash, plan.rollout, now);
     }
 
     /// Executes one action. Returns the new instance's ID for a provision.
@@ -752,25 +859,25 @@ impl Shared {
         action: &Action,
         desc: Option<Description>,
         sequence: u64,
-    ) -> Result<Option<InstanceId>, PassError> {
+    ) -> Result<Option<InstanceId>, GuardError> {
         match action {
             Action::Provision {
                 logical_id,
                 attachments,
                 cause,
             } => {
-                self.ctx.emit(EngineEvent::Provisioning {
+                self.emit(EngineEvent::Provisioning {
                     group: self.id.clone(),
                     logical_id: logical_id.clone(),
                     cause: *cause,
                 });
                 match self
-                    .provision(spec, hash, logical_id, attachments, sequence)
+                    .provision(spec, hash, logical_id.as_ref(), attachments, sequence)
                     .await
                 {
                     Ok(id) => {
                         tracing::info!(group = %self.id, %id, logical_id = ?logical_id, %cause, "provisioned");
-                        self.ctx.emit(EngineEvent::Provisioned {
+                        self.emit(EngineEvent::Provisioned {
                             group: self.id.clone(),
                             id: id.clone(),
                             logical_id: logical_id.clone(),
@@ -778,50 +885,28 @@ impl Shared {
                         });
                         Ok(Some(id))
                     }
-                    Err(PassError::Fenced) => Err(PassError::Fenced),
-                    Err(PassError::Group(e)) => {
-                        self.ctx.emit(EngineEvent::ProvisionFailed {
+                    Err(GuardError::Group(e)) => {
+                        self.emit(EngineEvent::ProvisionFailed {
                             group: self.id.clone(),
                             logical_id: logical_id.clone(),
                             error: e.to_string(),
                         });
-                        Err(PassError::Group(e))
+                        Err(GuardError::Group(e))
                     }
+                    Err(fenced) => Err(fenced),
                 }
             }
-            Action::Destroy { id, context, cause } => {
-                let Some(desc) = desc else {
-                    return Ok(None);
-                };
-                match self.drain_and_destroy(spec, &desc, *context).await {
-                    Ok(()) => {
-                        tracing::info!(group = %self.id, %id, %cause, "destroyed");
-                        self.ctx.emit(EngineEvent::Destroyed {
-                            group: self.id.clone(),
-                            id: id.clone(),
-                            cause: *cause,
-                        });
-                        Ok(None)
-                    }
-                    Err(PassError::Fenced) => Err(PassError::Fenced),
-                    Err(PassError::Group(e)) => {
-                        self.ctx.emit(EngineEvent::DestroyFailed {
-                            group: self.id.clone(),
-                            id: id.clone(),
-                            error: e.to_string(),
-                        });
-                        Err(PassError::Group(e))
-                    }
-                }
-            }
+            Action::Destroy { context, cause, .. } => match desc {
+                Some(desc) => self
+                    .destroy_member(spec, &desc, *context, *cause)
+                    .await
+                    .map(|()| None),
+                None => Ok(None),
+            },
             Action::Adopt { id } => {
                 let labels = Tags::new().with(CONFIG_HASH_TAG, hash);
-                self.ctx.fence.check()?;
-                self.limited().await;
-                self.ctx.fence.check()?;
-                self.timed("label", self.instance.label(id, &labels))
-                    .await?;
-                self.ctx.emit(EngineEvent::Adopted {
+                self.provider.label(id, &labels).await?;
+                self.emit(EngineEvent::Adopted {
                     group: self.id.clone(),
                     id: id.clone(),
                 });
@@ -830,26 +915,14 @@ impl Shared {
         }
     }
 
-    async fn timed<T>(
-        &self,
-        op: &'static str,
-        fut: impl std::future::Future<Output = Result<T, InstanceError>>,
-    ) -> Result<T, InstanceError> {
-        let start = std::time::Instant::now();
-        let r = fut.await;
-        metrics::histogram!("infrakit_provider_call_seconds", "op" => op)
-            .record(start.elapsed().as_secs_f64());
-        r
-    }
-
     async fn provision(
         &self,
         spec: &GroupSpec,
         hash: &str,
-        logical_id: &Option<LogicalId>,
+        logical_id: Option<&crate::id::LogicalId>,
         attachments: &[crate::instance::Attachment],
         sequence: u64,
-    ) -> Result<InstanceId, PassError> {
+    ) -> Result<InstanceId, GuardError> {
         let mut ours = Tags::new()
             .with(GROUP_TAG, self.id.as_str())
             .with(CONFIG_HASH_TAG, hash);
@@ -858,188 +931,194 @@ impl Shared {
         }
         let mut base = InstanceSpec::new(spec.instance.properties.clone());
         base.tags = ours.clone();
-        base.logical_id = logical_id.clone();
+        base.logical_id = logical_id.cloned();
         base.attachments = attachments.to_vec();
         let index = Index {
             group: self.id.clone(),
             sequence,
         };
         let mut prepared = self
-            .flavor
+            .provider
             .prepare(&spec.flavor.properties, base, &spec.allocation, &index)
             .await?;
         // The controller's tags and identity are not the flavor's to change.
         prepared.tags.merge(&ours);
-        prepared.logical_id = logical_id.clone();
-        self.ctx.fence.check()?;
-        self.limited().await;
-        self.ctx.fence.check()?;
-        Ok(self
-            .timed("provision", self.instance.provision(prepared))
-            .await?)
+        prepared.logical_id = logical_id.cloned();
+        self.provider.provision(prepared).await
     }
 
-    async fn drain_and_destroy(
+    /// The one destroy path: drain and destroy a member through the guard, and report it.
+    async fn destroy_member(
         &self,
         spec: &GroupSpec,
-        desc: &Description,
+        member: &Description,
         context: DestroyContext,
-    ) -> Result<(), PassError> {
-        // Only members: the planner only names described members, but a destroy is
-        // irreversible, so check the tag once more.
-        if desc.tags.get(GROUP_TAG) != Some(self.id.as_str()) {
-            return Err(PassError::Group(GroupError::NotMember {
-                group: self.id.clone(),
-                ids: vec![desc.id.clone()],
-            }));
-        }
-        self.ctx.fence.check()?;
-        self.flavor.drain(&spec.flavor.properties, desc).await?;
-        self.ctx.fence.check()?;
-        self.limited().await;
-        self.ctx.fence.check()?;
+        cause: Cause,
+    ) -> Result<(), GuardError> {
         match self
-            .timed("destroy", self.instance.destroy(&desc.id, context))
+            .provider
+            .drain_and_destroy(&spec.flavor.properties, member, context)
             .await
         {
-            Ok(()) | Err(InstanceError::NotFound { .. }) => Ok(()),
-            Err(e) => Err(e.into()),
+            Ok(()) => {
+                tracing::info!(group = %self.id, id = %member.id, %cause, "destroyed");
+                self.emit(EngineEvent::Destroyed {
+                    group: self.id.clone(),
+                    id: member.id.clone(),
+                    cause,
+                });
+                Ok(())
+            }
+            Err(GuardError::Group(e)) => {
+                self.emit(EngineEvent::DestroyFailed {
+                    group: self.id.clone(),
+                    id: member.id.clone(),
+                    error: e.to_string(),
+                });
+                Err(GuardError::Group(e))
+            }
+            Err(fenced) => Err(fenced),
         }
     }
 
-    /// Destroys the given members now (for `destroy_instances`), with the pass lock held by
-    /// the caller. Returns the IDs destroyed and the first error.
-    pub(crate) async fn destroy_now(
-        &self,
-        spec: &GroupSpec,
-        victims: Vec<Description>,
-        context: DestroyContext,
-    ) -> (Vec<InstanceId>, Option<GroupError>) {
-        type Done = (InstanceId, Result<(), PassError>);
-        let steps: Vec<BoxFuture<'_, Done>> = victims
+    /// Destroys the given members now (they must all be members).
+    async fn destroy_members(
+        &mut self,
+        ids: &[InstanceId],
+    ) -> Result<MembersDestroyed, GroupError> {
+        self.provider.holds().map_err(|_| stopped())?;
+        let members = describe_retrying(&self.provider, &self.term.options).await?;
+        let not_members: Vec<InstanceId> = ids
+            .iter()
+            .filter(|i| !members.iter().any(|m| &m.id == *i))
+            .cloned()
+            .collect();
+        if !not_members.is_empty() {
+            return Err(GroupError::NotMember {
+                group: self.id.clone(),
+                ids: not_members,
+            });
+        }
+        let context = if self.spec.allocation.is_quorum() {
+            // A quorum member is replaced under its logical ID: keep its attachments.
+            DestroyContext::RollingUpdate
+        } else {
+            DestroyContext::ScaleDown
+        };
+        let spec = &self.spec;
+        let this = &*self;
+        let victims: Vec<Description> = members
             .into_iter()
+            .filter(|m| ids.contains(&m.id))
+            .collect();
+        type Done = (InstanceId, Result<(), GuardError>);
+        let steps: Vec<BoxFuture<'_, Done>> = victims
+            .iter()
             .map(|d| -> BoxFuture<'_, Done> {
                 Box::pin(async move {
-                    let r = self.drain_and_destroy(spec, &d, context).await;
-                    (d.id, r)
+                    let r = this
+                        .destroy_member(spec, d, context, Cause::ScaleDown)
+                        .await;
+                    (d.id.clone(), r)
                 })
             })
             .collect();
         let results: Vec<Done> = futures::stream::iter(steps)
-            .buffer_unordered(self.ctx.options.parallelism.max(1))
+            .buffer_unordered(self.term.options.parallelism.max(1))
             .collect()
             .await;
-        let mut done = Vec::new();
-        let mut error = None;
+        let mut outcome = MembersDestroyed {
+            destroyed: Vec::new(),
+            error: None,
+        };
         for (id, r) in results {
             match r {
-                Ok(()) => {
-                    self.ctx.emit(EngineEvent::Destroyed {
-                        group: self.id.clone(),
-                        id: id.clone(),
-                        cause: Cause::ScaleDown,
-                    });
-                    done.push(id);
+                Ok(()) => outcome.destroyed.push(id),
+                Err(GuardError::Group(e)) => {
+                    outcome.error.get_or_insert(e);
                 }
-                Err(e) => {
-                    let e = match e {
-                        PassError::Fenced => GroupError::NotLeader { leader: None },
-                        PassError::Group(e) => e,
-                    };
-                    self.ctx.emit(EngineEvent::DestroyFailed {
-                        group: self.id.clone(),
-                        id,
-                        error: e.to_string(),
-                    });
-                    error.get_or_insert(e);
+                Err(GuardError::Fenced(Fenced::Unverified(e))) => {
+                    outcome.error.get_or_insert(GroupError::Store(e));
+                }
+                Err(GuardError::Fenced(_)) => {
+                    outcome.error.get_or_insert(stopped());
                 }
             }
         }
-        (done, error)
+        Ok(outcome)
     }
 }
 
-impl Work {
-    fn next_sequence(&mut self) -> u64 {
-        self.sequence += 1;
-        self.sequence
-    }
+fn clamp(d: Duration, opts: &EngineOptions) -> Duration {
+    d.clamp(
+        Duration::from_millis(10),
+        opts.resync.max(Duration::from_millis(10)),
+    )
+}
 
-    /// Turns descriptions and health into members, tracking how long each has had its health.
-    fn observe(
-        &mut self,
-        descriptions: Vec<Description>,
-        healths: Vec<Option<Health>>,
-        now: Instant,
-    ) -> Vec<Member> {
-        let mut alive: HashSet<InstanceId> = HashSet::with_capacity(descriptions.len());
-        let mut members = Vec::with_capacity(descriptions.len());
-        for (d, answer) in descriptions.into_iter().zip(healths) {
-            // A failed check reads as unknown, and its clock starts again: only the flavor's
-            // answers age a health (see `HealingPolicy::replace_unknown_after`).
-            let health = answer.unwrap_or(Health::Unknown);
-            alive.insert(d.id.clone());
-            self.recent.remove(&d.id);
-            let seen = &mut self.seen;
-            let rec = self.health.entry(d.id.clone()).or_insert_with(|| {
-                *seen += 1;
-                HealthRecord {
-                    health: answer,
-                    since: now,
-                    first_seen: *seen,
-                }
-            });
-            if rec.health != answer || answer.is_none() {
-                rec.health = answer;
-                rec.since = now;
+/// Describes, retrying transient errors a few times with backoff (for calls a user waits on).
+async fn describe_retrying(
+    provider: &Guarded,
+    opts: &EngineOptions,
+) -> Result<Vec<Description>, GroupError> {
+    let mut backoff = Backoff::new(
+        opts.backoff_base,
+        opts.backoff_max.min(Duration::from_secs(2)),
+    );
+    loop {
+        match provider.describe().await {
+            Ok(d) => return Ok(d),
+            Err(e) if e.is_transient() && backoff.failures() < 5 => {
+                let d = backoff.next_delay(e.retry_after());
+                tracing::debug!(error = %e, retry_in = ?d, "transient error: retrying");
+                tokio::time::sleep(d).await;
             }
-            members.push(Member {
-                description: d,
-                health,
-                health_age: now.saturating_duration_since(rec.since),
-                first_seen: rec.first_seen,
-            });
-        }
-        self.health.retain(|id, _| alive.contains(id));
-        members
-    }
-
-    fn in_flight(&mut self, now: Instant, lag: Duration) -> InFlight {
-        self.recent
-            .retain(|_, (_, at)| now.saturating_duration_since(*at) < lag);
-        let mut f = InFlight::default();
-        for (lid, _) in self.recent.values() {
-            match lid {
-                Some(l) => {
-                    f.logical_ids.insert(l.clone());
-                }
-                None => f.provisions += 1,
-            }
-        }
-        f
-    }
-
-    fn clock(&self, hash: &str) -> UpdateClock {
-        if self.update.hash.as_deref() != Some(hash) {
-            return UpdateClock::Idle;
-        }
-        if self.update.failed {
-            return UpdateClock::Failed;
-        }
-        match self.update.started {
-            Some(s) => UpdateClock::Running(Instant::now().saturating_duration_since(s)),
-            None => UpdateClock::Idle,
+            Err(e) => return Err(e.into()),
         }
     }
 }
 
-/// Plans a group that has no running controller here (a new group, or a follower's view).
+/// Observes the group (describe, then health) and plans `spec`: what passes and previews share.
+async fn observe_and_plan(
+    provider: &Guarded,
+    state: &mut GroupState,
+    spec: &GroupSpec,
+    opts: &EngineOptions,
+    destroying: bool,
+) -> Result<(Vec<Member>, Plan), GroupError> {
+    let descriptions = provider
+        .describe()
+        .await
+        .map_err(|e: InstanceError| GroupError::from(e))?;
+    let healths = provider
+        .health(&spec.flavor.properties, &descriptions, opts.parallelism)
+        .await;
+    let now = Instant::now();
+    let members = state.observe(descriptions, healths, now);
+    let in_flight = state.in_flight(now, opts.describe_lag);
+    let hash = spec.config_hash();
+    let clock = state.rollout.clock(&hash, now);
+    let plan = plan(PlanInput {
+        spec,
+        config_hash: &hash,
+        members: &members,
+        in_flight: &in_flight,
+        update: clock,
+        destroying,
+    });
+    Ok((members, plan))
+}
+
+/// Plans a group that has no controller here (a new group, or a follower's view), reading
+/// only.
 pub(crate) async fn preview_detached(
     spec: &GroupSpec,
-    instance: Arc<dyn Instance>,
-    flavor: Arc<dyn Flavor>,
-    ctx: Arc<Context>,
+    plugins: GroupPlugins,
+    opts: &EngineOptions,
+    destroying: bool,
 ) -> Result<Plan, GroupError> {
-    let (shared, _triggers) = Shared::new(spec.clone(), instance, flavor, ctx);
-    shared.preview(spec).await
+    let provider = Guarded::read_only(spec.id.clone(), plugins);
+    let mut state = GroupState::default();
+    let (_, plan) = observe_and_plan(&provider, &mut state, spec, opts, destroying).await?;
+    Ok(plan)
 }

@@ -3,6 +3,7 @@
 use super::plan::Cause;
 use crate::id::{GroupId, InstanceId, LogicalId};
 use crate::leadership::Term;
+use crate::store::Epoch;
 use std::time::Duration;
 
 /// Why a reconcile pass runs: one closed set.
@@ -37,6 +38,14 @@ pub enum EngineEvent {
     LeadershipLost {
         /// The term that ended.
         term: Term,
+    },
+    /// The leader claimed its epoch in the store (after `LeadershipGained`): from now on its
+    /// writes carry it, and an older leader's are refused.
+    EpochClaimed {
+        /// The term.
+        term: Term,
+        /// The epoch, higher than every earlier leader's.
+        epoch: Epoch,
     },
     /// A group controller started.
     GroupStarted {
@@ -153,7 +162,7 @@ impl EngineEvent {
     pub fn group(&self) -> Option<&GroupId> {
         use EngineEvent::*;
         match self {
-            LeadershipGained { .. } | LeadershipLost { .. } => None,
+            LeadershipGained { .. } | LeadershipLost { .. } | EpochClaimed { .. } => None,
             GroupStarted { group }
             | Provisioning { group, .. }
             | Provisioned { group, .. }
@@ -188,6 +197,7 @@ impl std::fmt::Display for EngineEvent {
         match self {
             LeadershipGained { term } => write!(f, "leads ({term})"),
             LeadershipLost { term } => write!(f, "stopped leading ({term} ended)"),
+            EpochClaimed { term, epoch } => write!(f, "claimed {epoch} ({term})"),
             GroupStarted { group } => write!(f, "{group}: controller started"),
             Provisioning {
                 group,

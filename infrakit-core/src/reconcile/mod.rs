@@ -5,19 +5,25 @@
 //! - A controller (one task per group, started by the [`Manager`](crate::Manager)) runs
 //!   reconcile passes when a [`Trigger`] fires: observe (describe + health), plan, execute with
 //!   bounded parallelism. Failed passes are retried with a per-group [`Backoff`] that resets
-//!   on success; provider calls share a global [`RateLimiter`]; every provider mutation is
-//!   fenced by the leadership term; everything is reported as an [`EngineEvent`].
+//!   on success; provider calls wait for their plugin's [`RateLimiter`]; every provider
+//!   mutation is fenced by the leadership term and the leader's epoch; everything is
+//!   reported as an [`EngineEvent`].
 
 mod backoff;
 pub(crate) mod controller;
 mod event;
+pub(crate) mod fence;
+mod guard;
+mod options;
 mod plan;
 mod rate;
+mod state;
 
 pub use backoff::Backoff;
-pub use controller::EngineOptions;
 pub use event::{EngineEvent, Trigger};
+pub use options::EngineOptions;
 pub use plan::{
-    Action, Cause, InFlight, Member, Plan, PlanInput, UpdateClock, UpdateProgress, plan,
+    Action, Cause, InFlight, Member, Plan, PlanInput, RolloutStep, UpdateClock, UpdateProgress,
+    plan,
 };
 pub use rate::RateLimiter;

@@ -207,10 +207,43 @@ pub struct Plan {
     pub waiting: Option<String>,
     /// Surge used by a scaled rolling update.
     pub surge: u32,
+    /// How long until the passing of time alone changes this plan (a member's health
+    /// reaching its healing limit, a new member passing its minimum healthy time); `None`
+    /// when only a change in the provider or the spec will.
+    pub wake_after: Option<Duration>,
+    /// The step this plan makes in the rolling update's life, if any.
+    pub rollout: Option<RolloutStep>,
+    config_hash: String,
     quorum: bool,
 }
 
+/// A change in a rolling update's life, decided by the planner from the update's clock and
+/// this plan: the controller records it and reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RolloutStep {
+    /// Members are outdated and no update was under way: one starts now.
+    Started {
+        /// Members to replace.
+        outdated: usize,
+    },
+    /// The update was running (or had failed) and every member is now current and the
+    /// group whole.
+    Completed,
+    /// The update's deadline passed with members still outdated.
+    Failed {
+        /// Members still outdated.
+        outdated: usize,
+    },
+}
+
 impl Plan {
+    /// Whether a member has the configuration this plan was made for (a member without a
+    /// configuration hash is adopted as current).
+    pub fn up_to_date(&self, member: &Member) -> bool {
+        member.config_hash().is_none_or(|h| h == self.config_hash)
+    }
+
     /// True when nothing is to be done and the members match the spec.
     pub fn converged(&self) -> bool {
         self.actions.is_empty()
@@ -360,9 +393,73 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
     if input.destroying {
         return plan_destroy(input);
     }
-    match &input.spec.allocation {
+    let mut p = match &input.spec.allocation {
         Allocation::Size(n) => plan_scaled(input, *n as usize),
         Allocation::LogicalIds { .. } => plan_quorum(input),
+    };
+    p.wake_after = wake_after(&input, &p);
+    p.rollout = rollout(input.update, &p);
+    p
+}
+
+/// The soonest moment the passing of time changes the plan: a member (not already acted on)
+/// reaching its healing limit, or, while an update rolls, a new member passing its minimum
+/// healthy time.
+fn wake_after(input: &PlanInput<'_>, p: &Plan) -> Option<Duration> {
+    let healing = &input.spec.healing;
+    let heals =
+        healing.replace_unhealthy_after.is_some() || healing.replace_unknown_after.is_some();
+    let rolling = matches!(p.update, UpdateProgress::Rolling { .. });
+    if !heals && !rolling {
+        return None;
+    }
+    let acted: HashSet<&InstanceId> = p
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Destroy { id, .. } => Some(id),
+            _ => None,
+        })
+        .collect();
+    let min_healthy = input.spec.update.min_healthy;
+    input
+        .members
+        .iter()
+        .filter(|m| !acted.contains(m.id()) && !input.in_flight.destroying.contains(m.id()))
+        .filter_map(|m| {
+            let limit = match m.health {
+                Health::Healthy if rolling && p.up_to_date(m) => Some(min_healthy),
+                Health::Healthy => None,
+                Health::Unhealthy => healing.replace_unhealthy_after,
+                Health::Unknown => healing.replace_unknown_after,
+            }?;
+            (m.health_age < limit).then(|| limit - m.health_age)
+        })
+        .min()
+}
+
+/// What this plan means for the rolling update's life.
+fn rollout(clock: UpdateClock, p: &Plan) -> Option<RolloutStep> {
+    match (clock, &p.update) {
+        (
+            UpdateClock::Idle,
+            UpdateProgress::Rolling { outdated }
+            | UpdateProgress::Paused { outdated }
+            | UpdateProgress::Failed { outdated },
+        ) => Some(RolloutStep::Started {
+            outdated: *outdated,
+        }),
+        (UpdateClock::Running(_), UpdateProgress::Failed { outdated }) => {
+            Some(RolloutStep::Failed {
+                outdated: *outdated,
+            })
+        }
+        (UpdateClock::Running(_) | UpdateClock::Failed, UpdateProgress::UpToDate)
+            if p.converged() =>
+        {
+            Some(RolloutStep::Completed)
+        }
+        _ => None,
     }
 }
 
@@ -386,6 +483,9 @@ fn plan_destroy(input: PlanInput<'_>) -> Plan {
         counted: remaining,
         update: UpdateProgress::UpToDate,
         surge: 0,
+        wake_after: None,
+        rollout: None,
+        config_hash: input.config_hash.to_owned(),
         quorum: input.spec.allocation.is_quorum(),
     }
 }
@@ -578,6 +678,9 @@ fn plan_scaled(input: PlanInput<'_>, target: usize) -> Plan {
         update,
         waiting,
         surge,
+        wake_after: None,
+        rollout: None,
+        config_hash: input.config_hash.to_owned(),
         quorum: false,
     }
 }
@@ -765,6 +868,9 @@ fn plan_quorum(input: PlanInput<'_>) -> Plan {
         update,
         waiting,
         surge: 0,
+        wake_after: None,
+        rollout: None,
+        config_hash: input.config_hash.to_owned(),
         quorum: true,
     }
 }

@@ -1,4 +1,5 @@
-//! A global limit on provider calls per second, shared by every controller of a manager.
+//! A limit on provider calls per second: one per plugin (shared by the groups using it), and
+//! one per group whose spec sets its own.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -34,6 +35,11 @@ impl RateLimiter {
             burst,
             state: Mutex::new((burst, Instant::now())),
         }
+    }
+
+    /// The limiter for a [`CallLimit`](crate::instance::CallLimit).
+    pub fn from_limit(limit: crate::instance::CallLimit) -> Self {
+        Self::new(limit.per_second, limit.burst_size())
     }
 
     /// Waits for a token.
