@@ -833,7 +833,12 @@ impl Classify for GroupError {
 /// - `commit(spec, pretend)` validates the spec and returns a one-line explanation of the plan;
 ///   with `pretend` nothing changes.
 /// - `free` stops managing a group and leaves its instances running.
-/// - `destroy` drains and destroys every member; the group is forgotten only when they are gone.
+/// - `destroy` first records the intent in the store, then drains and destroys every member;
+///   the group is forgotten (removed from the store) as soon as none is left, without a
+///   second call. A destroy that takes only some members fails with
+///   [`GroupError::PartialDestroy`] and goes on: the controller retries the rest, and a
+///   replica that leads later resumes it, never re-provisioning the group. A commit of the
+///   group cancels the destroy.
 /// - `destroy_instances` accepts only members: a non-member ID is a
 ///   [`GroupError::NotMember`] and nothing changes; the size is lowered only by what was really
 ///   destroyed.

@@ -20,7 +20,7 @@ use crate::reconcile::controller::{
 use crate::reconcile::fence::Fence;
 use crate::reconcile::{Backoff, EngineEvent, EngineOptions, Plan};
 use crate::spec_error::SpecError;
-use crate::store::{Epoch, FencedStore, GlobalSpec, Store};
+use crate::store::{Epoch, FencedStore, GlobalSpec, Store, StoreError};
 use async_trait::async_trait;
 use futures::StreamExt;
 use std::collections::BTreeMap;
@@ -196,7 +196,7 @@ impl Manager {
                 () = self.replica.relead.notified() => {
                     // Stepped down for a newer epoch: lead again only if the source still
                     // says so once the other leader had its chance.
-                    tokio::time::sleep(self.replica.options.fence_ttl.max(Duration::from_millis(100))).await;
+                    tokio::time::sleep((self.replica.options.fence_ttl * 2).max(Duration::from_secs(1))).await;
                     let now = self.replica.leadership.current().await;
                     if now.is_leader() && self.replica.terms.lock().await.is_none() {
                         self.on_leadership(now).await;
@@ -560,6 +560,22 @@ impl Manager {
         }
     }
 
+    /// Writes the stored specs with the term's epoch. A refusal for a newer epoch means
+    /// another replica leads: the term ends here too, not only for this call.
+    async fn write<T>(
+        &self,
+        leader: &Arc<LeaderTerm>,
+        change: impl FnMut(&mut GlobalSpec) -> Result<T, GroupError>,
+    ) -> Result<T, GroupError> {
+        let r = leader.fence.store().update(change).await;
+        if let Err(GroupError::Store(StoreError::Fenced { current, .. })) = &r {
+            let _ = leader
+                .reports
+                .send(Report::Superseded { current: *current });
+        }
+        r
+    }
+
     async fn stored(&self) -> Result<GlobalSpec, GroupError> {
         Ok(self
             .replica
@@ -578,10 +594,8 @@ impl Manager {
         id: &GroupId,
     ) -> Result<(), GroupError> {
         let gid = id.clone();
-        let removed = leader
-            .fence
-            .store()
-            .update(move |global| {
+        let removed = self
+            .write(&leader, move |global| {
                 Ok::<_, GroupError>(global.is_destroying(&gid) && global.remove(&gid).is_some())
             })
             .await?;
@@ -621,14 +635,11 @@ impl Group for Manager {
         }
         let leader = self.leading().await?;
         let stored = spec.clone();
-        leader
-            .fence
-            .store()
-            .update(move |global| {
-                global.put(stored.clone());
-                Ok::<_, GroupError>(())
-            })
-            .await?;
+        self.write(&leader, move |global| {
+            global.put(stored.clone());
+            Ok::<_, GroupError>(())
+        })
+        .await?;
         let mut terms = self.replica.terms.lock().await;
         let leading = terms
             .as_mut()
@@ -653,14 +664,11 @@ impl Group for Manager {
     async fn free(&self, id: &GroupId) -> Result<(), GroupError> {
         let leader = self.leading().await?;
         let gid = id.clone();
-        leader
-            .fence
-            .store()
-            .update(move |global| match global.remove(&gid) {
-                Some(_) => Ok(()),
-                None => Err(GroupError::UnknownGroup { id: gid.clone() }),
-            })
-            .await?;
+        self.write(&leader, move |global| match global.remove(&gid) {
+            Some(_) => Ok(()),
+            None => Err(GroupError::UnknownGroup { id: gid.clone() }),
+        })
+        .await?;
         self.stop_controller(id).await;
         self.emit(EngineEvent::GroupFreed { group: id.clone() });
         Ok(())
@@ -670,17 +678,14 @@ impl Group for Manager {
         let leader = self.leading().await?;
         // The intent first: a leader after this one resumes the destroy.
         let gid = id.clone();
-        leader
-            .fence
-            .store()
-            .update(move |global| {
-                if !global.groups.contains_key(&gid) {
-                    return Err(GroupError::UnknownGroup { id: gid.clone() });
-                }
-                global.destroying.insert(gid.clone());
-                Ok(())
-            })
-            .await?;
+        self.write(&leader, move |global| {
+            if !global.groups.contains_key(&gid) {
+                return Err(GroupError::UnknownGroup { id: gid.clone() });
+            }
+            global.destroying.insert(gid.clone());
+            Ok(())
+        })
+        .await?;
         let controller = match self.controller_in(&leader, id).await {
             Ok(c) => c,
             Err(GroupError::UnknownGroup { .. }) => {
@@ -729,10 +734,8 @@ impl Group for Manager {
         let gone = outcome.destroyed.len();
         if gone > 0 {
             let gid = id.clone();
-            let lowered = leader
-                .fence
-                .store()
-                .update(move |global| {
+            let lowered = self
+                .write(&leader, move |global| {
                     let s = global
                         .groups
                         .get_mut(&gid)
@@ -813,26 +816,25 @@ impl Group for Manager {
     async fn set_size(&self, id: &GroupId, size: u32) -> Result<(), GroupError> {
         let leader = self.leading().await?;
         let gid = id.clone();
-        let updated =
-            leader
-                .fence
-                .store()
-                .update(move |global| {
-                    let s = global
-                        .groups
-                        .get_mut(&gid)
-                        .ok_or_else(|| GroupError::UnknownGroup { id: gid.clone() })?;
-                    if s.allocation.is_quorum() {
-                        return Err::<GroupSpec, GroupError>(SpecError::new(
-                        "Properties.Allocation",
-                        "a quorum group's size is its list of logical IDs: commit a new spec",
-                    )
-                    .into());
-                    }
-                    s.allocation = Allocation::Size(size);
-                    Ok(s.clone())
-                })
-                .await?;
+        let updated = self
+            .write(&leader, move |global| {
+                let s = global
+                    .groups
+                    .get_mut(&gid)
+                    .ok_or_else(|| GroupError::UnknownGroup { id: gid.clone() })?;
+                if s.allocation.is_quorum() {
+                    return Err::<GroupSpec, GroupError>(
+                        SpecError::new(
+                            "Properties.Allocation",
+                            "a quorum group's size is its list of logical IDs: commit a new spec",
+                        )
+                        .into(),
+                    );
+                }
+                s.allocation = Allocation::Size(size);
+                Ok(s.clone())
+            })
+            .await?;
         if let Some(c) = self.controller(id).await {
             c.set_spec(updated, None).await?;
         }

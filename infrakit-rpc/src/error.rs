@@ -227,6 +227,24 @@ impl From<RpcError> for GroupError {
                         })
                         .unwrap_or_default(),
                 },
+                Some("partial_destroy") => GroupError::PartialDestroy {
+                    group: GroupId::new(data_str(data, "ID").unwrap_or_default()),
+                    destroyed: data.get("Destroyed").and_then(Value::as_u64).unwrap_or(0) as usize,
+                    remaining: data
+                        .get("Remaining")
+                        .and_then(Value::as_array)
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(Value::as_str)
+                                .map(InstanceId::from)
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    cause: Box::new(GroupError::Other {
+                        message: data_str(data, "Cause").unwrap_or(message).to_owned(),
+                        transient,
+                    }),
+                },
                 _ => GroupError::Other {
                     message: message.to_owned(),
                     transient,
@@ -317,6 +335,19 @@ impl ToErrorObject for GroupError {
             GroupError::NotMember { group, ids } => {
                 object(m, t, "not_member", json!({"ID": group, "Instances": ids}))
             }
+            // Go clients read only the message: it carries the cause too.
+            GroupError::PartialDestroy {
+                group,
+                destroyed,
+                remaining,
+                cause,
+            } => object(
+                format!("{m}: {cause}"),
+                t,
+                "partial_destroy",
+                json!({"ID": group, "Destroyed": destroyed, "Remaining": remaining,
+                    "Cause": cause.to_string()}),
+            ),
             _ => object(m, t, "other", Value::Null),
         }
     }
@@ -330,5 +361,42 @@ impl ToErrorObject for MetadataError {
             "metadata",
             Value::Null,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn across(e: &GroupError) -> (ErrorObject, GroupError) {
+        let o = e.to_error_object();
+        let back = GroupError::from(RpcError::Remote {
+            plugin: "group".into(),
+            method: "Group.DestroyInstances".into(),
+            code: o.code,
+            message: o.message.clone(),
+            data: o.data.clone(),
+        });
+        (o, back)
+    }
+
+    #[test]
+    fn a_partial_destroy_crosses_the_wire_typed_and_go_reads_the_cause() {
+        let e = GroupError::PartialDestroy {
+            group: "workers".into(),
+            destroyed: 1,
+            remaining: vec!["i-2".into()],
+            cause: Box::new(GroupError::Other {
+                message: "i-2 refuses to drain".into(),
+                transient: true,
+            }),
+        };
+        let (wire, back) = across(&e);
+        assert_eq!(
+            wire.message,
+            "group workers: 1 destroyed, 1 remain; the rest is retried: i-2 refuses to drain"
+        );
+        assert_eq!(back, e);
+        assert!(back.is_transient());
     }
 }

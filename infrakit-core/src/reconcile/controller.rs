@@ -509,6 +509,17 @@ impl Owner {
             } => {
                 schedule.generation += 1;
                 schedule.held_until = None;
+                if self.destroying {
+                    for w in schedule.waiters.drain(..) {
+                        let _ = w.send(Err(GroupError::Other {
+                            message: format!(
+                                "the destroy of group {} was cancelled: a new spec was committed",
+                                self.id
+                            ),
+                            transient: false,
+                        }));
+                    }
+                }
                 self.set_spec(spec, plugins);
                 if let Some(r) = reply {
                     let _ = r.send(());

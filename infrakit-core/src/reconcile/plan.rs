@@ -1096,6 +1096,76 @@ mod tests {
     }
 
     #[test]
+    fn the_plan_says_when_time_alone_changes_it() {
+        // Converged and no healing: only events or resyncs matter.
+        let c = Case::new(scaled(2))
+            .with("a", false, None, Health::Healthy)
+            .with("b", false, None, Health::Healthy);
+        assert_eq!(c.plan().wake_after, None);
+        // An unhealthy member 20 s into a 60 s grace period: look again in 40 s.
+        let mut spec = scaled(2);
+        spec.healing.replace_unhealthy_after = Some(Duration::from_secs(60));
+        let mut c = Case::new(spec)
+            .with("a", false, None, Health::Healthy)
+            .with("b", false, None, Health::Unhealthy);
+        c.members[1].health_age = Duration::from_secs(20);
+        assert_eq!(c.plan().wake_after, Some(Duration::from_secs(40)));
+        // Past it, the member is acted on now: no wake-up for it.
+        c.members[1].health_age = Duration::from_secs(61);
+        let p = c.plan();
+        assert_eq!(destroyed(&p), [("b".into(), Cause::Unhealthy)]);
+        assert_eq!(p.wake_after, None);
+        // A rolling update gated on a new member's minimum healthy time.
+        let mut spec = scaled(1);
+        spec.update.min_healthy = Duration::from_secs(120);
+        let mut c = Case::new(spec)
+            .with("o1", true, None, Health::Healthy)
+            .with("n1", false, None, Health::Healthy);
+        c.members[1].health_age = Duration::from_secs(30);
+        assert_eq!(c.plan().wake_after, Some(Duration::from_secs(90)));
+    }
+
+    #[test]
+    fn the_plan_decides_the_rolling_updates_life() {
+        let c = Case::new(scaled(2))
+            .with("o1", true, None, Health::Healthy)
+            .with("o2", true, None, Health::Healthy);
+        assert_eq!(c.plan().rollout, Some(RolloutStep::Started { outdated: 2 }));
+        let mut c = c;
+        c.update = UpdateClock::Running(Duration::from_secs(1));
+        assert_eq!(c.plan().rollout, None, "started once");
+        c.spec.update.deadline = Some(Duration::from_secs(1));
+        assert_eq!(c.plan().rollout, Some(RolloutStep::Failed { outdated: 2 }));
+        c.update = UpdateClock::Failed;
+        assert_eq!(c.plan().rollout, None, "failed once");
+        // Every member current and the group whole: completed (after failing, too).
+        let mut done = Case::new(scaled(2))
+            .with("n1", false, None, Health::Healthy)
+            .with("n2", false, None, Health::Healthy);
+        done.update = UpdateClock::Failed;
+        assert_eq!(done.plan().rollout, Some(RolloutStep::Completed));
+        done.update = UpdateClock::Idle;
+        assert_eq!(done.plan().rollout, None);
+        // Current but not whole yet: still rolling.
+        let mut short = Case::new(scaled(3)).with("n1", false, None, Health::Healthy);
+        short.update = UpdateClock::Running(Duration::from_secs(1));
+        assert_eq!(short.plan().rollout, None);
+    }
+
+    #[test]
+    fn up_to_date_is_the_planners_word() {
+        let c = Case::new(scaled(2))
+            .with("o1", true, None, Health::Healthy)
+            .with("n1", false, None, Health::Healthy);
+        let p = c.plan();
+        assert!(!p.up_to_date(&c.members[0]));
+        assert!(p.up_to_date(&c.members[1]));
+        let mut unhashed = c.members[1].clone();
+        unhashed.description.tags = Tags::new().with(GROUP_TAG, "g");
+        assert!(p.up_to_date(&unhashed), "adopted as current");
+    }
+
+    #[test]
     fn rolling_update_without_surge_removes_first() {
         let mut spec = scaled(3);
         spec.update = UpdatePolicy {
