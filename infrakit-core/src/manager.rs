@@ -595,7 +595,7 @@ impl Manager {
     ) -> Result<(), GroupError> {
         let gid = id.clone();
         let removed = self
-            .write(&leader, move |global| {
+            .write(leader, move |global| {
                 Ok::<_, GroupError>(global.is_destroying(&gid) && global.remove(&gid).is_some())
             })
             .await?;
