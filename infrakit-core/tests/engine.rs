@@ -934,8 +934,91 @@ async fn invalid_specs_are_refused_naming_the_field_and_change_nothing() {
         matches!(&err, GroupError::InvalidSpec(e) if e.field.starts_with("Properties.Flavor.Properties")),
         "{err}"
     );
+    let err = GroupSpec::from_json(
+        r#"{"ID": "workers", "Properties": {"Allocation": {"Size": 1},
+            "Instance": {"Plugin": "simulator", "RateLimit": {"PerSecond": 0}, "Properties": {}},
+            "Flavor": {"Plugin": "test", "Properties": {}}}}"#,
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.field, "Properties.Instance.RateLimit.PerSecond",
+        "{err}"
+    );
     assert!(r.manager.inspect().await.unwrap().is_empty());
     assert!(cloud.is_empty());
+}
+
+/// Instance calls (describe, provision) a group of `n` needs to converge from nothing, at
+/// least: one describe, `n` provisions, one describe that sees them.
+fn calls_to_converge(n: u32) -> u32 {
+    n + 2
+}
+
+#[tokio::test(start_paused = true)]
+async fn call_limits_belong_to_the_plugin_and_a_spec_can_tighten_them() {
+    let cloud = Simulator::new();
+    let flavor = TestFlavor::default();
+    // Unlimited by default: converging takes no (paused) time at all beyond settling.
+    let free = replica(&cloud, "free", &flavor, &MemoryStore::new());
+    free.leadership.gain();
+    free.manager.wait_leading().await;
+    let start = tokio::time::Instant::now();
+    free.manager
+        .commit(scaled("quick", 4), false)
+        .await
+        .unwrap();
+    converge(&free.manager, "quick").await;
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        start.elapsed()
+    );
+    free.manager.shutdown().await;
+
+    // One budget of 2 calls per second for the plugin, shared by two groups.
+    let manager = Manager::builder(StaticLeadership::leader(), MemoryStore::new())
+        .plugins(
+            Plugins::new()
+                .instance_limited(
+                    "simulator",
+                    cloud.with_caller("limited"),
+                    Some(CallLimit::per_second(2).burst(1)),
+                )
+                .flavor("test", flavor.clone()),
+        )
+        .options(options())
+        .build();
+    manager.start();
+    manager.wait_leading().await;
+    let start = tokio::time::Instant::now();
+    manager.commit(scaled("a", 3), false).await.unwrap();
+    manager.commit(scaled("b", 3), false).await.unwrap();
+    converge(&manager, "a").await;
+    converge(&manager, "b").await;
+    let calls = 2 * calls_to_converge(3) + 2; // and the previews' describes
+    assert!(
+        start.elapsed() >= Duration::from_millis(u64::from(calls - 1) * 500),
+        "{calls} calls at 2/s took {:?}",
+        start.elapsed()
+    );
+
+    // A group's spec tightens it further for that group alone.
+    let tight = GroupSpec::from_json(
+        r#"{"ID": "tight", "Properties": {"Allocation": {"Size": 2},
+            "Instance": {"Plugin": "simulator", "RateLimit": {"PerSecond": 1}, "Properties": {}},
+            "Flavor": {"Plugin": "test", "Properties": {}}}}"#,
+    )
+    .unwrap();
+    assert_eq!(tight.instance.rate_limit, Some(CallLimit::per_second(1)));
+    let start = tokio::time::Instant::now();
+    manager.commit(tight, false).await.unwrap();
+    converge(&manager, "tight").await;
+    assert!(
+        start.elapsed() >= Duration::from_secs(u64::from(calls_to_converge(2) - 1)),
+        "{:?}",
+        start.elapsed()
+    );
+    manager.shutdown().await;
 }
 
 #[tokio::test(start_paused = true)]

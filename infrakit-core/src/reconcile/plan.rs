@@ -402,9 +402,9 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
     p
 }
 
-/// The soonest moment the passing of time changes the plan: a member (not already acted on)
-/// reaching its healing limit, or, while an update rolls, a new member passing its minimum
-/// healthy time.
+/// The soonest moment the passing of time changes the plan: a member reaching its healing
+/// limit, or, while an update rolls, a new member passing its minimum healthy time. (A member
+/// this plan already acts on may add an early wake-up: one pass too many, never one missed.)
 fn wake_after(input: &PlanInput<'_>, p: &Plan) -> Option<Duration> {
     let healing = &input.spec.healing;
     let heals =
@@ -413,27 +413,22 @@ fn wake_after(input: &PlanInput<'_>, p: &Plan) -> Option<Duration> {
     if !heals && !rolling {
         return None;
     }
-    let acted: HashSet<&InstanceId> = p
-        .actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::Destroy { id, .. } => Some(id),
-            _ => None,
-        })
-        .collect();
     let min_healthy = input.spec.update.min_healthy;
+    let destroying = &input.in_flight.destroying;
     input
         .members
         .iter()
-        .filter(|m| !acted.contains(m.id()) && !input.in_flight.destroying.contains(m.id()))
         .filter_map(|m| {
             let limit = match m.health {
-                Health::Healthy if rolling && p.up_to_date(m) => Some(min_healthy),
+                Health::Healthy if rolling && m.health_age < min_healthy && p.up_to_date(m) => {
+                    Some(min_healthy)
+                }
                 Health::Healthy => None,
                 Health::Unhealthy => healing.replace_unhealthy_after,
                 Health::Unknown => healing.replace_unknown_after,
             }?;
-            (m.health_age < limit).then(|| limit - m.health_age)
+            (m.health_age < limit && (destroying.is_empty() || !destroying.contains(m.id())))
+                .then(|| limit - m.health_age)
         })
         .min()
 }
