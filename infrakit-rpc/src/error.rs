@@ -116,6 +116,18 @@ fn data_str<'a>(data: &'a Value, key: &str) -> Option<&'a str> {
     data.get(key).and_then(Value::as_str)
 }
 
+fn data_ids(data: &Value, key: &str) -> Vec<InstanceId> {
+    data.get(key)
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(InstanceId::from)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn spec_error(data: &Value, message: &str) -> SpecError {
     SpecError::new(
         data_str(data, "Field").unwrap_or_default(),
@@ -216,30 +228,12 @@ impl From<RpcError> for GroupError {
                 Some("invalid") => GroupError::InvalidSpec(spec_error(data, message)),
                 Some("not_member") => GroupError::NotMember {
                     group: GroupId::new(data_str(data, "ID").unwrap_or_default()),
-                    ids: data
-                        .get("Instances")
-                        .and_then(Value::as_array)
-                        .map(|a| {
-                            a.iter()
-                                .filter_map(Value::as_str)
-                                .map(InstanceId::from)
-                                .collect()
-                        })
-                        .unwrap_or_default(),
+                    ids: data_ids(data, "Instances"),
                 },
                 Some("partial_destroy") => GroupError::PartialDestroy {
                     group: GroupId::new(data_str(data, "ID").unwrap_or_default()),
                     destroyed: data.get("Destroyed").and_then(Value::as_u64).unwrap_or(0) as usize,
-                    remaining: data
-                        .get("Remaining")
-                        .and_then(Value::as_array)
-                        .map(|a| {
-                            a.iter()
-                                .filter_map(Value::as_str)
-                                .map(InstanceId::from)
-                                .collect()
-                        })
-                        .unwrap_or_default(),
+                    remaining: data_ids(data, "Remaining"),
                     cause: Box::new(GroupError::Other {
                         message: data_str(data, "Cause").unwrap_or(message).to_owned(),
                         transient,
