@@ -113,6 +113,20 @@ fn replica(cloud: &Simulator, caller: &str, flavor: &TestFlavor, store: &MemoryS
     }
 }
 
+/// Two replicas on one store: `a` leads, `b` follows and knows `a` leads.
+async fn a_leads_b_follows(
+    cloud: &Simulator,
+    flavor: &TestFlavor,
+    store: &MemoryStore,
+) -> (Replica, Replica) {
+    let a = replica(cloud, "a", flavor, store);
+    let b = replica(cloud, "b", flavor, store);
+    a.leadership.gain();
+    b.leadership.lose(Some("a".into()));
+    a.manager.wait_leading().await;
+    (a, b)
+}
+
 async fn leader(cloud: &Simulator, flavor: &TestFlavor) -> Replica {
     let r = replica(cloud, "a", flavor, &MemoryStore::new());
     r.leadership.gain();
@@ -644,11 +658,7 @@ async fn leadership_lost_mid_update_fences_the_old_leader_and_the_new_one_finish
         .build();
     let flavor = TestFlavor::default();
     let store = MemoryStore::new();
-    let a = replica(&cloud, "a", &flavor, &store);
-    let b = replica(&cloud, "b", &flavor, &store);
-    a.leadership.gain();
-    b.leadership.lose(Some("a".into()));
-    a.manager.wait_leading().await;
+    let (a, b) = a_leads_b_follows(&cloud, &flavor, &store).await;
 
     let mut spec = scaled("workers", 6);
     spec.update.min_healthy = Duration::from_millis(30);
@@ -1096,11 +1106,7 @@ async fn a_destroy_survives_a_leader_change_and_the_new_leader_provisions_nothin
     let cloud = Simulator::new();
     let flavor = TestFlavor::default();
     let store = MemoryStore::new();
-    let a = replica(&cloud, "a", &flavor, &store);
-    let b = replica(&cloud, "b", &flavor, &store);
-    a.leadership.gain();
-    b.leadership.lose(Some("a".into()));
-    a.manager.wait_leading().await;
+    let (a, b) = a_leads_b_follows(&cloud, &flavor, &store).await;
     a.manager.commit(scaled("cattle", 3), false).await.unwrap();
     converge(&a.manager, "cattle").await;
     let stubborn = members(&cloud, "cattle")[0].id.clone();
