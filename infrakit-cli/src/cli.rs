@@ -206,6 +206,8 @@ pub enum LeadershipKind {
     File,
     /// Leads iff the local Docker engine is the swarm's Raft leader (feature `swarm`).
     Swarm,
+    /// A lease campaign in an etcd cluster, `--etcd-endpoints` (feature `etcd`).
+    Etcd,
 }
 
 /// Spec stores.
@@ -215,6 +217,9 @@ pub enum StoreKind {
     File,
     /// The swarm's cluster spec (feature `swarm`).
     Swarm,
+    /// A key in an etcd cluster, every leader write fenced by the leader's lease (feature
+    /// `etcd`; fenced with `--leadership etcd`).
+    Etcd,
 }
 
 /// `infrakit manager run`
@@ -275,6 +280,53 @@ pub struct RunArgs {
     /// Options of the built-in plugins.
     #[command(flatten)]
     pub builtin: BuiltinArgs,
+
+    /// Options of etcd leadership and store.
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
+}
+
+const ETCD: &str = "etcd (--leadership etcd, --store etcd)";
+
+/// Options of etcd leadership and store.
+#[derive(Debug, Clone, Args)]
+pub struct EtcdArgs {
+    /// The cluster's client URLs (`https://` with --etcd-ca).
+    #[arg(
+        long,
+        help_heading = ETCD,
+        env = "INFRAKIT_ETCD_ENDPOINTS",
+        default_value = "http://127.0.0.1:2379",
+        value_name = "URL[,URL..]"
+    )]
+    pub etcd_endpoints: String,
+
+    /// The key prefix the replicas share: campaign keys under PREFIX/leader/, the specs in
+    /// PREFIX/spec.
+    #[arg(long, help_heading = ETCD, default_value = "/infrakit", value_name = "PREFIX")]
+    pub etcd_prefix: String,
+
+    /// The leadership lease's TTL: a dead leader is replaced this long after its last
+    /// keep-alive (whole seconds).
+    #[arg(long, help_heading = ETCD, default_value = "3s", value_parser = parse_duration, value_name = "DURATION")]
+    pub etcd_ttl: Duration,
+
+    /// The CA certificate (PEM) that signed the members' certificates: TLS.
+    #[arg(long, help_heading = ETCD, value_name = "PATH")]
+    pub etcd_ca: Option<PathBuf>,
+
+    /// A client certificate (PEM), for clusters that require mutual TLS (with --etcd-key).
+    #[arg(long, help_heading = ETCD, value_name = "PATH", requires = "etcd_key")]
+    pub etcd_cert: Option<PathBuf>,
+
+    /// The client certificate's private key (PEM).
+    #[arg(long, help_heading = ETCD, value_name = "PATH", requires = "etcd_cert")]
+    pub etcd_key: Option<PathBuf>,
+
+    /// What this replica publishes as its location when it leads, for followers to send
+    /// commits on to [default: its socket's absolute path].
+    #[arg(long, help_heading = ETCD, value_name = "LOCATION")]
+    pub advertise: Option<String>,
 }
 
 /// Options of the built-in plugins.
@@ -407,6 +459,8 @@ pub struct TemplateArgs {
 
 /// `infrakit plugin ...`
 #[derive(Debug, Subcommand)]
+// Parsed once per run: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum PluginCommand {
     /// List the sockets of the plugin directory and the interfaces each implements.
     Ls,
@@ -420,10 +474,29 @@ pub enum PluginCommand {
         /// The socket name [default: the kind].
         #[arg(long, value_name = "NAME|PATH")]
         name: Option<String>,
+        /// Simulator only: also serve the same simulated cloud on this socket, its calls logged
+        /// as made by CALLER (repeatable; e.g. one socket per replica, to tell who called).
+        #[arg(long = "caller-socket", value_name = "PATH=CALLER", value_parser = parse_caller_socket)]
+        caller_sockets: Vec<(PathBuf, String)>,
+        /// Simulator only: append every call to this file as it is made, one JSON object per
+        /// line (`Seq`, `AtMs` since the Unix epoch, `Caller`, `Op`, `Instance`, `LogicalID`,
+        /// `Error`).
+        #[arg(long, value_name = "PATH")]
+        call_log: Option<PathBuf>,
         /// Options of the built-in plugins.
         #[command(flatten)]
         builtin: BuiltinArgs,
     },
+}
+
+/// Parses `PATH=CALLER`.
+fn parse_caller_socket(s: &str) -> Result<(PathBuf, String), String> {
+    match s.rsplit_once('=') {
+        Some((path, caller)) if !path.trim().is_empty() && !caller.trim().is_empty() => {
+            Ok((PathBuf::from(path.trim()), caller.trim().to_owned()))
+        }
+        _ => Err(format!("expected PATH=CALLER, got {s:?}")),
+    }
 }
 
 /// Parses `KIND` or `KIND=NAME`.

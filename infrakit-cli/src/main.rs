@@ -75,8 +75,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Plugin(PluginCommand::Start {
             kind,
             name,
+            caller_sockets,
+            call_log,
             builtin,
-        }) => plugin::start(&dir, &kind, name, &builtin).await,
+        }) => {
+            let sim = plugin::SimulatorExtras {
+                caller_sockets,
+                call_log,
+            };
+            plugin::start(&dir, &kind, name, &builtin, sim).await
+        }
         Command::Instance(command) => instance::run(&dir, g.json, command).await,
     }
 }

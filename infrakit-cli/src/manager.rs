@@ -35,6 +35,7 @@ pub async fn run(dir: PluginDir, args: RunArgs) -> anyhow::Result<()> {
     if args.follow.is_some() && args.leadership != LeadershipKind::Static {
         anyhow::bail!("--follow goes with --leadership static");
     }
+    let mut campaign = etcd::Campaign::default();
     let leadership: Arc<dyn Leadership> = match args.leadership {
         LeadershipKind::Static => match &args.follow {
             Some(leader) => Arc::new(StaticLeadership::follower(Some(leader.clone()))),
@@ -49,6 +50,7 @@ pub async fn run(dir: PluginDir, args: RunArgs) -> anyhow::Result<()> {
             Arc::new(FileLeadership::new(path, id.clone()))
         }
         LeadershipKind::Swarm => swarm_leadership(&args).await?,
+        LeadershipKind::Etcd => campaign.start(&args, &socket).await?,
     };
     let store: Arc<dyn Store> = match args.store {
         StoreKind::File => {
@@ -64,6 +66,7 @@ pub async fn run(dir: PluginDir, args: RunArgs) -> anyhow::Result<()> {
             Arc::new(FileStore::new(path))
         }
         StoreKind::Swarm => swarm_store(&args).await?,
+        StoreKind::Etcd => campaign.store(&args).await?,
     };
 
     let mut plugins = Plugins::new().flavor("vanilla", Vanilla);
@@ -132,6 +135,106 @@ pub async fn shutdown_signal() -> anyhow::Result<&'static str> {
     })
 }
 
+/// `--leadership etcd` and `--store etcd`: one client, and the store fenced by the
+/// campaign when both are etcd.
+#[cfg(feature = "etcd")]
+mod etcd {
+    use super::*;
+    use infrakit_etcd::{EtcdConfig, EtcdLeadership, EtcdStore};
+    use std::path::Path;
+
+    async fn client(args: &RunArgs) -> anyhow::Result<infrakit_etcd::etcd_client::Client> {
+        let e = &args.etcd;
+        let mut config = EtcdConfig::parse_endpoints(&e.etcd_endpoints);
+        if let Some(ca) = &e.etcd_ca {
+            let identity = e.etcd_cert.clone().zip(e.etcd_key.clone());
+            config = config.tls(ca.clone(), identity);
+        } else if e.etcd_cert.is_some() {
+            anyhow::bail!("--etcd-cert needs --etcd-ca (TLS)");
+        }
+        config
+            .connect()
+            .await
+            .with_context(|| format!("connect to etcd at {}", e.etcd_endpoints))
+    }
+
+    /// The etcd campaign of this replica, once started: the store is fenced by it.
+    #[derive(Default)]
+    pub(super) struct Campaign(Option<Arc<EtcdLeadership>>);
+
+    impl Campaign {
+        /// Starts campaigning, publishing the replica's socket (or `--advertise`).
+        pub(super) async fn start(
+            &mut self,
+            args: &RunArgs,
+            socket: &Path,
+        ) -> anyhow::Result<Arc<dyn Leadership>> {
+            let location = match &args.etcd.advertise {
+                Some(l) => l.clone(),
+                None => std::path::absolute(socket)
+                    .unwrap_or_else(|_| socket.to_path_buf())
+                    .display()
+                    .to_string(),
+            };
+            let leadership = EtcdLeadership::builder(client(args).await?)
+                .prefix(args.etcd.etcd_prefix.clone())
+                .ttl(args.etcd.etcd_ttl)
+                .location(location.clone())
+                .start();
+            tracing::info!(endpoints = %args.etcd.etcd_endpoints, prefix = %args.etcd.etcd_prefix, ttl = ?leadership.ttl(), %location, "etcd leadership: campaigning");
+            let leadership = Arc::new(leadership);
+            self.0 = Some(Arc::clone(&leadership));
+            Ok(leadership)
+        }
+
+        /// The specs in `PREFIX/spec`, fenced by the campaign when there is one.
+        pub(super) async fn store(&self, args: &RunArgs) -> anyhow::Result<Arc<dyn Store>> {
+            let key = format!("{}/spec", args.etcd.etcd_prefix.trim_end_matches('/'));
+            let mut store = EtcdStore::new(client(args).await?, key.clone());
+            match &self.0 {
+                Some(l) => {
+                    store = store.fenced_by(l);
+                    tracing::info!(%key, "etcd store: every leader write fenced by the campaign's lease");
+                }
+                None => {
+                    tracing::warn!(%key, "etcd store without etcd leadership: writes are fenced by the epoch in the record only")
+                }
+            }
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+#[cfg(not(feature = "etcd"))]
+mod etcd {
+    use super::*;
+
+    fn without_etcd(what: &str) -> anyhow::Error {
+        anyhow::anyhow!(
+            "{what} needs feature `etcd`, which this infrakit was built without \
+             (cargo build -p infrakit-cli --features etcd)"
+        )
+    }
+
+    /// Without feature `etcd`: says how to get it.
+    #[derive(Default)]
+    pub(super) struct Campaign;
+
+    impl Campaign {
+        pub(super) async fn start(
+            &mut self,
+            _: &RunArgs,
+            _: &std::path::Path,
+        ) -> anyhow::Result<Arc<dyn Leadership>> {
+            Err(without_etcd("--leadership etcd"))
+        }
+
+        pub(super) async fn store(&self, _: &RunArgs) -> anyhow::Result<Arc<dyn Store>> {
+            Err(without_etcd("--store etcd"))
+        }
+    }
+}
+
 #[cfg(feature = "swarm")]
 async fn swarm_leadership(args: &RunArgs) -> anyhow::Result<Arc<dyn Leadership>> {
     let docker = crate::docker(&args.builtin.docker_host).await?;
@@ -155,7 +258,8 @@ async fn swarm_store(_: &RunArgs) -> anyhow::Result<Arc<dyn Store>> {
 }
 
 /// A replica's leadership, served as metadata next to its Group API: `manager/leader`,
-/// `manager/id`, `manager/location` (the leader's location), `manager/term`; and as the Go
+/// `manager/id`, `manager/location` (the leader's location), `manager/term`,
+/// `manager/epoch` (the epoch it writes with, while it leads); and as the Go
 /// `Manager` interface's `IsLeader` / `LeaderLocation`.
 #[derive(Clone)]
 struct ReplicaStatus {
@@ -198,6 +302,7 @@ impl Metadata for ReplicaStatus {
             ["manager", "location"] if state.is_leader() => Some(json!(self.id)),
             ["manager", "location"] => state.leader_location().map(|l| json!(l)),
             ["manager", "term"] => state.term().map(|t| json!(t.0)),
+            ["manager", "epoch"] => self.manager.epoch().map(|e| json!(e.0)),
             _ => None,
         })
     }
@@ -206,7 +311,7 @@ impl Metadata for ReplicaStatus {
         let segments: Vec<&str> = path_segments(path).collect();
         Ok(match segments.as_slice() {
             [] => vec!["manager".into()],
-            ["manager"] => ["id", "leader", "location", "term"]
+            ["manager"] => ["epoch", "id", "leader", "location", "term"]
                 .map(String::from)
                 .into(),
             _ => Vec::new(),
@@ -336,9 +441,13 @@ pub async fn status(replica: &Replica, json: bool) -> anyhow::Result<()> {
     } else {
         let who = s.id.as_deref().unwrap_or("?");
         let socket = s.socket.display();
+        let epoch = |e: Option<u64>| e.map(|e| format!(" in epoch {e}")).unwrap_or_default();
         match (s.leader, s.location.as_deref()) {
-            (true, _) => println!("{who} ({socket}) leads"),
-            (false, Some(l)) => println!("{who} ({socket}) follows; the leader is {l}"),
+            (true, _) => println!("{who} ({socket}) leads{}", epoch(s.epoch)),
+            (false, Some(l)) => println!(
+                "{who} ({socket}) follows; the leader is {l}{}",
+                epoch(s.leader_epoch)
+            ),
             (false, None) => println!("{who} ({socket}) follows; no replica leads right now"),
         }
     }

@@ -21,6 +21,9 @@ use std::time::Duration;
 /// follow it).
 const MAX_HOPS: usize = 3;
 
+/// How long `manager status` on a follower waits for the leader's epoch.
+const LEADER_EPOCH_WAIT: Duration = Duration::from_secs(1);
+
 /// The socket of `name`: a path if it has a `/`, else a socket in the plugin directory.
 pub fn socket_for(dir: &PluginDir, name: &str) -> PathBuf {
     if name.contains('/') {
@@ -65,6 +68,12 @@ pub struct Status {
     /// Where the leader is, as the leadership source says (`None`: unknown or nobody).
     #[serde(rename = "LeaderLocation")]
     pub location: Option<String>,
+    /// The epoch this replica writes with, while it leads.
+    #[serde(rename = "Epoch", skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<u64>,
+    /// A follower's view of the leader's epoch, asked of the leader where it is reachable.
+    #[serde(rename = "LeaderEpoch", skip_serializing_if = "Option::is_none")]
+    pub leader_epoch: Option<u64>,
 }
 
 /// A manager replica to talk to, and the way to its leader.
@@ -119,11 +128,30 @@ impl Manager {
         let text = |v: Option<Value>| v.and_then(|v| v.as_str().map(str::to_owned));
         let id = text(md.get("manager/id").await.unwrap_or_default());
         let location = text(md.get("manager/location").await.unwrap_or_default());
+        let number = |v: Option<Value>| v.and_then(|v| v.as_u64());
+        let epoch = number(md.get("manager/epoch").await.unwrap_or_default());
+        let leader_epoch = if leader {
+            epoch
+        } else {
+            match location.as_deref().and_then(|l| locate(&self.dir, l)) {
+                Some(at) if at != socket => {
+                    // A leader that does not answer at once (paused, gone) is not waited for.
+                    let md = RemoteMetadata::new(self.client(&at), "");
+                    tokio::time::timeout(LEADER_EPOCH_WAIT, md.get("manager/epoch"))
+                        .await
+                        .ok()
+                        .and_then(|r| number(r.unwrap_or_default()))
+                }
+                _ => None,
+            }
+        };
         Ok(Some(Status {
             socket: socket.to_path_buf(),
             id,
             leader,
             location,
+            epoch,
+            leader_epoch,
         }))
     }
 

@@ -119,6 +119,12 @@ pub trait Leadership: Send + Sync {
 
     /// The current state, then every change.
     fn watch(&self) -> LeadershipStream;
+
+    /// Gives leadership up on a clean shutdown, so another replica leads at once instead of
+    /// after a timeout (etcd: revokes the lease). The manager calls it from
+    /// [`Manager::shutdown`](crate::Manager::shutdown), after its controllers have stopped.
+    /// The default does nothing: a source without a handover waits out its own timeout.
+    async fn resign(&self) {}
 }
 
 /// The building block of leadership sources: tracks the state, publishes changes to every
@@ -173,6 +179,43 @@ impl LeadershipCell {
             *state = LeadershipState::Leader { term: Term(term) };
             tracing::info!(term, "leadership gained");
             true
+        });
+    }
+
+    /// This replica leads in `term`, a term the source numbers itself (etcd: the revision of
+    /// the leader key, so terms compare across replicas). Unless it already leads in `term`,
+    /// a term no higher than one seen before is refused (the state becomes
+    /// [`Unavailable`](LeadershipState::Unavailable)): terms only grow.
+    ///
+    /// ```
+    /// use infrakit_core::leadership::{LeadershipCell, Term};
+    /// let cell = LeadershipCell::new();
+    /// cell.set_leader_in(Term(41));
+    /// assert_eq!(cell.state().term(), Some(Term(41)));
+    /// cell.set_follower(None);
+    /// cell.set_leader_in(Term(7)); // older than 41: not a new term
+    /// assert!(!cell.state().is_leader());
+    /// ```
+    pub fn set_leader_in(&self, term: Term) {
+        let seen = self.terms.load(std::sync::atomic::Ordering::SeqCst);
+        if self.state().term() == Some(term) {
+            return;
+        }
+        if term.0 <= seen {
+            self.set_unavailable(LeadershipError::Invalid {
+                message: format!("{term} is not newer than term {seen}, seen before"),
+            });
+            return;
+        }
+        self.terms
+            .store(term.0, std::sync::atomic::Ordering::SeqCst);
+        self.tx.send_modify(|state| {
+            if state.is_leader() {
+                tracing::warn!(now = %term, "leadership moved to a new term");
+            } else {
+                tracing::info!(term = term.0, "leadership gained");
+            }
+            *state = LeadershipState::Leader { term };
         });
     }
 

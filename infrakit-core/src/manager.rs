@@ -169,6 +169,19 @@ impl Manager {
         self.replica.state.borrow().clone()
     }
 
+    /// The epoch this replica writes with while it leads: the one it claimed for its
+    /// current term (`None` while it follows, or before its first claim).
+    pub fn epoch(&self) -> Option<Epoch> {
+        if !self.replica.state.borrow().is_leader() {
+            return None;
+        }
+        *self
+            .replica
+            .last_epoch
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Starts following leadership in a background task (idempotent).
     pub fn start(&self) {
         let mut runner = self
@@ -208,7 +221,9 @@ impl Manager {
             .await;
     }
 
-    /// Stops following leadership and stops every controller. Instances keep running.
+    /// Stops following leadership, stops every controller, then resigns leadership at its
+    /// source ([`Leadership::resign`]) so another replica leads at once. Instances keep
+    /// running.
     pub async fn shutdown(&self) {
         let runner = self
             .replica
@@ -222,6 +237,7 @@ impl Manager {
         }
         self.on_leadership(LeadershipState::Follower { leader: None })
             .await;
+        self.replica.leadership.resign().await;
     }
 
     /// Waits until this replica leads, has claimed its epoch and has started its
@@ -347,7 +363,7 @@ impl Manager {
             if self.replica.state.borrow().term() != Some(term) {
                 return None;
             }
-            match FencedStore::claim(Arc::clone(&self.replica.store)).await {
+            match FencedStore::claim_in(Arc::clone(&self.replica.store), term).await {
                 Ok(c) => break c,
                 Err(e) => {
                     let d = backoff.next_delay(None);
@@ -372,7 +388,8 @@ impl Manager {
             term,
             claim.store,
             opts.fence_ttl,
-            !mine,
+            !mine && !claim.from_leadership,
+            claim.from_leadership,
         ));
         let leader = Arc::new(LeaderTerm {
             options: opts.clone(),

@@ -7,11 +7,13 @@
 use crate::error::{Classify, ErrorKind};
 use crate::group::GroupSpec;
 use crate::id::GroupId;
+use crate::leadership::Term;
 use crate::serde_util::nullable_default;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::time::Duration;
 
 mod fenced;
 mod file;
@@ -241,4 +243,50 @@ pub trait Store: Send + Sync {
         spec: &GlobalSpec,
         expected: Option<Version>,
     ) -> Result<Version, StoreError>;
+
+    /// The epoch a leader of `term` writes with, when the store takes epochs from the
+    /// leadership source it is bound to (etcd: the revision of the leader key, which is the
+    /// term). `None`, the default: the store numbers epochs itself, one past the stored
+    /// record's ([`FencedStore::claim`]).
+    ///
+    /// A store that answers `Some` promises that a deposed leader's
+    /// [`check_epoch`](Self::check_epoch) answers are never trusted past the end of its
+    /// leadership at the source (etcd: the lease), so a new leader may act at once.
+    fn leader_epoch(&self, term: Term) -> Option<Epoch> {
+        let _ = term;
+        None
+    }
+
+    /// Saves `spec` as the leader of `epoch`: like [`save`](Self::save), and refused with
+    /// [`StoreError::Fenced`] once `epoch` is no longer the newest.
+    ///
+    /// The default is `save`: the fence is the epoch in the record, which
+    /// [`FencedStore::update`] checks in the very version the compare-and-swap replaces. A
+    /// store that can check leadership in the write itself overrides it (etcd compares the
+    /// leader key's revision in the same transaction).
+    async fn save_as(
+        &self,
+        spec: &GlobalSpec,
+        expected: Option<Version>,
+        epoch: Epoch,
+    ) -> Result<Version, StoreError> {
+        let _ = epoch;
+        self.save(spec, expected).await
+    }
+
+    /// Checks that `epoch` is still the newest: [`StoreError::Fenced`] once a newer one
+    /// exists. On success, says how long the answer may be trusted from when the check
+    /// started (`None`: as long as the engine's
+    /// [`fence_ttl`](crate::reconcile::EngineOptions::fence_ttl)).
+    ///
+    /// The default loads the record and compares its epoch. A store bound to a leadership
+    /// source checks there (etcd: that the leader key still exists at `epoch`, trusted no
+    /// longer than its lease is known to last).
+    async fn check_epoch(&self, epoch: Epoch) -> Result<Option<Duration>, StoreError> {
+        let stored = self.load().await?.and_then(|v| v.value.epoch);
+        match stored {
+            Some(current) if current > epoch => Err(StoreError::Fenced { epoch, current }),
+            _ => Ok(None),
+        }
+    }
 }

@@ -11,6 +11,7 @@
 //! | `rpc` (default) | `rpc` | `infrakit-rpc` |
 //! | `swarm` | `swarm` | `infrakit-swarm` |
 //! | `aws` | `aws` | `infrakit-aws` |
+//! | `etcd` | `etcd` | `infrakit-etcd` |
 //! | `mocks` | `mocks` | mockall mocks of every trait |
 //! | `testkit` | `testkit` | the conformance kit for your own plugins |
 //!
@@ -39,6 +40,8 @@ pub use infrakit_core::*;
 
 #[cfg(feature = "aws")]
 pub use infrakit_aws as aws;
+#[cfg(feature = "etcd")]
+pub use infrakit_etcd as etcd;
 #[cfg(feature = "rpc")]
 pub use infrakit_rpc as rpc;
 #[cfg(feature = "swarm")]

@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # Real test engines for infrakit-rs (DESIGN.md §5): Docker engine, a registry-free
-# busybox image, and moto_server for EC2. Sourced by scripts/test; every step is
+# busybox image, moto_server for EC2, and etcd (the tests start their own clusters). Sourced by scripts/test; every step is
 # idempotent and cheap when its engine is already installed and answering.
 #
 # Progress lines go to stderr; ik_print_env writes `export` lines to stdout.
@@ -25,7 +25,9 @@ IK_WAIT_SECS=${IK_WAIT_SECS:-60}
 # Debian package -> the command that shows it is there (busybox-static: the
 # package itself, since a dynamic busybox can't run in an empty rootfs).
 # chromium: the status page is tested in a real browser (headless).
-declare -gA IK_APT_PACKAGES=([docker.io]=dockerd [iproute2]=ip [iptables]=iptables [busybox-static]="" [curl]=curl [chromium]=chromium)
+# etcd-server: the etcd tests start their own clusters from it; protobuf-compiler: protoc,
+# which the etcd client crate's build needs.
+declare -gA IK_APT_PACKAGES=([docker.io]=dockerd [iproute2]=ip [iptables]=iptables [busybox-static]="" [curl]=curl [chromium]=chromium [etcd-server]=etcd [protobuf-compiler]=protoc)
 
 ik_log() { printf '== %s\n' "$*" >&2; }
 ik_die() { printf 'error: %s\n' "$*" >&2; exit 1; }

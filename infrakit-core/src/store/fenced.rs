@@ -7,7 +7,9 @@
 //! one's writes are refused by the store's content, not by its own belief that it leads.
 
 use super::{Epoch, GlobalSpec, Store, StoreError};
+use crate::leadership::Term;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// How often a write retries after losing a compare-and-swap race.
 const CONFLICT_RETRIES: usize = 8;
@@ -43,6 +45,10 @@ pub struct Claim {
     pub previous: Option<Epoch>,
     /// The specs as stored when the claim was written.
     pub global: GlobalSpec,
+    /// True when the epoch came from the leadership source ([`Store::leader_epoch`]): an
+    /// earlier leader's trust in its checks ends with its leadership there, so this one
+    /// need not wait before acting.
+    pub from_leadership: bool,
 }
 
 impl std::fmt::Debug for FencedStore {
@@ -56,21 +62,41 @@ impl std::fmt::Debug for FencedStore {
 impl FencedStore {
     /// Claims a new epoch, one higher than the stored one, by compare-and-swap.
     pub async fn claim(store: Arc<dyn Store>) -> Result<Claim, StoreError> {
+        Self::claim_inner(store, None).await
+    }
+
+    /// Claims the epoch of a leader in `term`: the store's [`Store::leader_epoch`] when it
+    /// takes epochs from the leadership source, else one higher than the stored one (as
+    /// [`claim`](Self::claim)). Either way the record is written with it.
+    pub async fn claim_in(store: Arc<dyn Store>, term: Term) -> Result<Claim, StoreError> {
+        Self::claim_inner(store, Some(term)).await
+    }
+
+    async fn claim_inner(store: Arc<dyn Store>, term: Option<Term>) -> Result<Claim, StoreError> {
+        let given = term.and_then(|t| store.leader_epoch(t));
         for _ in 0..CONFLICT_RETRIES {
             let (version, mut global) = match store.load().await? {
                 Some(v) => (Some(v.version), v.value),
                 None => (None, GlobalSpec::default()),
             };
             let previous = global.epoch;
-            let epoch = previous.map_or(Epoch(1), Epoch::next);
+            let epoch = given.unwrap_or_else(|| previous.map_or(Epoch(1), Epoch::next));
+            if let (Some(given), Some(previous)) = (given, previous)
+                && given < previous
+            {
+                // The source's epochs are the fence; a record written under another
+                // numbering (a store once used without this source) is taken over.
+                tracing::warn!(%given, %previous, "the stored epoch is from another numbering: taking it over");
+            }
             global.epoch = Some(epoch);
-            match store.save(&global, version).await {
+            match store.save_as(&global, version, epoch).await {
                 Ok(_) => {
                     tracing::info!(%epoch, "leader epoch claimed");
                     return Ok(Claim {
                         store: FencedStore { store, epoch },
                         previous,
                         global,
+                        from_leadership: given.is_some(),
                     });
                 }
                 Err(StoreError::Conflict { .. }) => continue,
@@ -102,9 +128,10 @@ impl FencedStore {
         Ok(global)
     }
 
-    /// Checks that no newer epoch is stored.
-    pub async fn verify(&self) -> Result<(), StoreError> {
-        self.load().await.map(drop)
+    /// Checks that no newer epoch exists ([`Store::check_epoch`]); on success, how long the
+    /// answer may be trusted (`None`: the engine's fence TTL).
+    pub async fn verify(&self) -> Result<Option<Duration>, StoreError> {
+        self.store.check_epoch(self.epoch).await
     }
 
     /// Applies `change` to the stored specs and writes them with this epoch, by
@@ -122,7 +149,7 @@ impl FencedStore {
             self.check(&global)?;
             let out = change(&mut global)?;
             global.epoch = Some(self.epoch);
-            match self.store.save(&global, version).await {
+            match self.store.save_as(&global, version, self.epoch).await {
                 Ok(_) => return Ok(out),
                 Err(StoreError::Conflict { .. }) => continue,
                 Err(e) => return Err(e.into()),
