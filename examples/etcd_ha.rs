@@ -46,7 +46,10 @@ fn main() -> Result<(), Error> {
 }
 
 enum Command {
-    Commit(GroupSpec, oneshot::Sender<Result<Duration, GroupError>>),
+    Commit(
+        Box<GroupSpec>,
+        oneshot::Sender<Result<Duration, GroupError>>,
+    ),
     Crash,
     Resign,
 }
@@ -101,7 +104,7 @@ impl Replica {
                         command = rx.recv() => match command {
                             Some(Command::Commit(spec, reply)) => {
                                 let started = Instant::now();
-                                let r = manager.commit(spec, false).await.map(|_| started.elapsed());
+                                let r = manager.commit(*spec, false).await.map(|_| started.elapsed());
                                 let _ = reply.send(r);
                             }
                             // Returning drops the runtime with every task in it: no resign.
@@ -132,7 +135,7 @@ impl Replica {
     async fn commit(&self, spec: GroupSpec) -> Result<Duration, Error> {
         let (tx, rx) = oneshot::channel();
         self.commands
-            .send(Command::Commit(spec, tx))
+            .send(Command::Commit(Box::new(spec), tx))
             .map_err(|_| "replica gone")?;
         Ok(rx.await??)
     }

@@ -67,12 +67,22 @@ fn now_ms() -> u64 {
 
 impl World {
     fn new() -> Self {
+        Self::with(false)
+    }
+
+    /// With `tls`: one member, serving clients over mutual TLS only.
+    fn with(tls: bool) -> Self {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .unwrap();
-        let cluster = match rt.block_on(EtcdCluster::start(3)) {
+        let started = if tls {
+            rt.block_on(EtcdCluster::start_tls(1))
+        } else {
+            rt.block_on(EtcdCluster::start(3))
+        };
+        let cluster = match started {
             Ok(c) => c,
             Err(e) => panic!("cannot start a 3-member etcd cluster: {e}"),
         };
@@ -164,7 +174,18 @@ impl World {
     fn start_replica(&mut self, name: &str) {
         let endpoints = self.cluster.endpoint_list();
         let plugins = self.plugins(name);
-        let args = [
+        let tls: Vec<String> = match self.cluster.tls() {
+            Some(t) => [
+                ("--etcd-ca", &t.ca),
+                ("--etcd-cert", &t.client.0),
+                ("--etcd-key", &t.client.1),
+            ]
+            .iter()
+            .flat_map(|(flag, path)| [flag.to_string(), path.display().to_string()])
+            .collect(),
+            None => Vec::new(),
+        };
+        let mut args = vec![
             "manager",
             "run",
             "--name",
@@ -184,6 +205,7 @@ impl World {
             "--resync",
             "300ms",
         ];
+        args.extend(tls.iter().map(String::as_str));
         let socket = self.socket(name);
         self.spawn(name, &plugins, &args, socket);
     }
@@ -353,10 +375,11 @@ impl World {
     /// The stored spec's version, read from etcd directly.
     fn spec_version(&self) -> Option<u64> {
         self.rt.block_on(async {
-            let client = EtcdConfig::new(self.cluster.endpoints())
-                .connect()
-                .await
-                .unwrap();
+            let mut config = EtcdConfig::new(self.cluster.endpoints());
+            if let Some(t) = self.cluster.tls() {
+                config = config.tls(t.ca.clone(), Some(t.client.clone()));
+            }
+            let client = config.connect().await.unwrap();
             EtcdStore::new(client, "/test/spec")
                 .load()
                 .await
@@ -552,4 +575,16 @@ fn the_replicas_ride_out_an_etcd_member_kill_and_wait_without_quorum() {
     }
     w.wait_leader(&REPLICAS);
     w.wait_instances(3);
+}
+
+#[test]
+fn a_replica_on_a_mutual_tls_cluster_leads_and_commits() {
+    let mut w = World::with(true);
+    w.start_replica("a");
+    assert_eq!(w.wait_leader(&["a"]), "a");
+    w.commit("a", 2);
+    w.wait_instances(2);
+    assert!(w.spec_version().is_some(), "the spec is in etcd");
+    let status = w.status("a").unwrap();
+    assert!(status["Epoch"].as_u64().is_some_and(|e| e > 0), "{status}");
 }

@@ -26,7 +26,7 @@ pub use memory::MemoryStore;
 /// A leader's epoch: cluster-wide and strictly increasing. Each replica that gains
 /// leadership claims one from the store ([`FencedStore::claim`]), higher than every earlier
 /// leader's; every write it makes carries it, and a write carrying an older epoch than the
-/// stored one is refused ([`StoreError::Fenced`]). Unlike a [`Term`](crate::Term), which
+/// stored one is refused ([`StoreError::Fenced`]). Unlike a [`Term`], which
 /// only grows within one replica's leadership source, epochs compare across replicas.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]

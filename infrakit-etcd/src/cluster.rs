@@ -75,6 +75,19 @@ pub struct EtcdCluster {
     dir: tempfile::TempDir,
     token: String,
     members: Vec<Member>,
+    tls: Option<ClusterTls>,
+}
+
+/// The PEM files of a cluster started with [`EtcdCluster::start_tls`]: a CA, the members'
+/// certificate (for `127.0.0.1`) and a client certificate the members require.
+#[derive(Debug, Clone)]
+pub struct ClusterTls {
+    /// The CA certificate.
+    pub ca: PathBuf,
+    /// The members' certificate and key.
+    pub server: (PathBuf, PathBuf),
+    /// A client certificate and key signed by the CA.
+    pub client: (PathBuf, PathBuf),
 }
 
 /// The `etcd` binary: `$INFRAKIT_ETCD_BIN`, else `etcd` on `PATH`, else `/usr/bin/etcd`.
@@ -104,9 +117,115 @@ fn free_port() -> Result<u16, ClusterError> {
         .map_err(io("find a free loopback port"))
 }
 
+/// Runs `openssl` with `args` in `dir`.
+async fn openssl(dir: &Path, args: &[&str]) -> Result<(), ClusterError> {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(io("run openssl (Debian package openssl)"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(ClusterError::Io {
+            what: format!("openssl {}", args.join(" ")),
+            source: std::io::Error::other(String::from_utf8_lossy(&out.stderr).into_owned()),
+        })
+    }
+}
+
+/// A CA, a member certificate for 127.0.0.1 and a client certificate, in `dir`.
+async fn make_certificates(dir: &Path) -> Result<ClusterTls, ClusterError> {
+    let key = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec![
+        "req",
+        "-x509",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=infrakit test CA",
+    ];
+    ca.extend(key);
+    ca.extend(["-keyout", "ca.key", "-out", "ca.pem"]);
+    openssl(dir, &ca).await?;
+    for (name, usage) in [("server", "serverAuth"), ("client", "clientAuth")] {
+        let ext = format!("{name}.ext");
+        tokio::fs::write(
+            dir.join(&ext),
+            format!("subjectAltName=IP:127.0.0.1\nextendedKeyUsage={usage}\n"),
+        )
+        .await
+        .map_err(io("write a certificate extension file"))?;
+        let (k, csr, pem) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.pem"),
+        );
+        let subject = format!("/CN=infrakit test {name}");
+        let mut req = vec!["req", "-subj", subject.as_str()];
+        req.extend(key);
+        req.extend(["-keyout", k.as_str(), "-out", csr.as_str()]);
+        openssl(dir, &req).await?;
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                &ext,
+                "-out",
+                &pem,
+            ],
+        )
+        .await?;
+    }
+    Ok(ClusterTls {
+        ca: dir.join("ca.pem"),
+        server: (dir.join("server.pem"), dir.join("server.key")),
+        client: (dir.join("client.pem"), dir.join("client.key")),
+    })
+}
+
 impl EtcdCluster {
     /// Starts `size` members and waits until every one answers and the cluster has a leader.
     pub async fn start(size: usize) -> Result<Self, ClusterError> {
+        Self::start_with(size, false).await
+    }
+
+    /// Like [`start`](Self::start), with clients served over TLS only and a client
+    /// certificate required (mutual TLS); the certificates are made with `openssl` and
+    /// named by [`tls`](Self::tls).
+    pub async fn start_tls(size: usize) -> Result<Self, ClusterError> {
+        Self::start_with(size, true).await
+    }
+
+    /// The certificates of a cluster started with [`start_tls`](Self::start_tls).
+    pub fn tls(&self) -> Option<&ClusterTls> {
+        self.tls.as_ref()
+    }
+
+    fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
+
+    async fn start_with(size: usize, tls: bool) -> Result<Self, ClusterError> {
         let binary = etcd_binary()?;
         let dir = tempfile::Builder::new()
             .prefix("infrakit-etcd-")
@@ -131,11 +250,16 @@ impl EtcdCluster {
                 child: None,
             });
         }
+        let tls = match tls {
+            true => Some(make_certificates(dir.path()).await?),
+            false => None,
+        };
         let mut cluster = Self {
             binary,
             dir,
             token,
             members,
+            tls,
         };
         for i in 0..size {
             cluster.spawn(i, "new").await?;
@@ -156,7 +280,11 @@ impl EtcdCluster {
 
     /// Member `i`'s client URL.
     pub fn endpoint(&self, i: usize) -> String {
-        format!("http://127.0.0.1:{}", self.members[i].client_port)
+        format!(
+            "{}://127.0.0.1:{}",
+            self.scheme(),
+            self.members[i].client_port
+        )
     }
 
     /// The endpoints as one comma-separated list (`--etcd-endpoints`).
@@ -185,9 +313,20 @@ impl EtcdCluster {
             .into_std()
             .await;
         let err = log.try_clone().map_err(io("open the member log"))?;
-        let client = format!("http://127.0.0.1:{}", m.client_port);
+        let client = format!("{}://127.0.0.1:{}", self.scheme(), m.client_port);
         let peer = format!("http://127.0.0.1:{}", m.peer_port);
-        let child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        if let Some(tls) = &self.tls {
+            command
+                .arg("--cert-file")
+                .arg(&tls.server.0)
+                .arg("--key-file")
+                .arg(&tls.server.1)
+                .arg("--trusted-ca-file")
+                .arg(&tls.ca)
+                .arg("--client-cert-auth");
+        }
+        let child = command
             .arg("--name")
             .arg(&m.name)
             .arg("--data-dir")
@@ -266,10 +405,16 @@ impl EtcdCluster {
     }
 
     async fn member_client(&self, i: usize) -> Result<etcd_client::Client, etcd_client::Error> {
-        let options = etcd_client::ConnectOptions::new()
-            .with_connect_timeout(Duration::from_millis(500))
-            .with_timeout(Duration::from_secs(1));
-        etcd_client::Client::connect([self.endpoint(i)], Some(options)).await
+        let mut config = crate::EtcdConfig::new([self.endpoint(i)])
+            .connect_timeout(Duration::from_millis(500))
+            .request_timeout(Duration::from_secs(1));
+        if let Some(tls) = &self.tls {
+            config = config.tls(tls.ca.clone(), Some(tls.client.clone()));
+        }
+        config.connect().await.map_err(|e| match e {
+            crate::EtcdError::Request(e) => e,
+            other => etcd_client::Error::InvalidArgs(other.to_string()),
+        })
     }
 
     /// Waits until every running member answers a linearizable read.

@@ -44,20 +44,23 @@ pub(crate) fn describe(e: &etcd_client::Error) -> String {
         etcd_client::Error::GRpcStatus(status) => {
             format!("{:?}: {}", status.code(), status.message())
         }
-        other => {
-            let mut text = other.to_string();
-            let mut source = std::error::Error::source(other);
-            while let Some(s) = source {
-                let s_text = s.to_string();
-                if !text.contains(&s_text) {
-                    text.push_str(": ");
-                    text.push_str(&s_text);
-                }
-                source = s.source();
-            }
-            text
-        }
+        other => describe_any(other),
     }
+}
+
+/// An error's message with its causes, each once.
+pub(crate) fn describe_any(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text
 }
 
 /// True when the server refused the request for its size.

@@ -12,6 +12,7 @@
 //! etcd can name another leader.
 
 use crate::error::{describe, leadership_error};
+use crate::retry::unsent_retried;
 use async_trait::async_trait;
 use etcd_client::{
     Client, Compare, CompareOp, EventType, GetOptions, PutOptions, Txn, TxnOp, WatchOptions,
@@ -304,11 +305,13 @@ impl Campaign {
     /// Revokes an abandoned lease in the background, so the next replica need not wait for
     /// it to expire (when etcd is unreachable it expires anyway).
     fn revoke_later(&self, lease: i64) {
-        let mut client = self.client.clone();
+        let client = self.client.clone();
         tokio::spawn(async move {
-            if let Ok(Err(e)) =
-                tokio::time::timeout(Duration::from_secs(2), client.lease_revoke(lease)).await
-            {
+            let revoke = unsent_retried(|| {
+                let mut c = client.clone();
+                async move { c.lease_revoke(lease).await }
+            });
+            if let Ok(Err(e)) = tokio::time::timeout(Duration::from_secs(2), revoke).await {
                 tracing::debug!(error = %describe(&e), "abandoned lease not revoked: it expires");
             }
         });
@@ -317,7 +320,13 @@ impl Campaign {
     async fn campaign(&mut self) -> Ended {
         let ttl_secs = i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX);
         let sent = Instant::now();
-        let grant = match self.client.lease_grant(ttl_secs, None).await {
+        let client = self.client.clone();
+        let grant = match unsent_retried(|| {
+            let mut c = client.clone();
+            async move { c.lease_grant(ttl_secs, None).await }
+        })
+        .await
+        {
             Ok(g) => g,
             Err(e) => return failed(None)(e),
         };
@@ -334,7 +343,12 @@ impl Campaign {
                 self.location.clone(),
                 Some(PutOptions::new().with_lease(lease)),
             )]);
-        let created = match self.client.txn(txn).await {
+        let created = match unsent_retried(|| {
+            let (mut c, txn) = (client.clone(), txn.clone());
+            async move { c.txn(txn).await }
+        })
+        .await
+        {
             Ok(r) => r,
             Err(e) => return failed(Some(lease))(e),
         };
@@ -342,14 +356,21 @@ impl Campaign {
             return lost(lease, "the campaign key already exists");
         }
         let revision = created.header().map_or(0, |h| h.revision());
-        let (mut keeper, mut acks) = match self.client.lease_keep_alive(lease).await {
+        let (mut keeper, mut acks) = match unsent_retried(|| {
+            let mut c = client.clone();
+            async move { c.lease_keep_alive(lease).await }
+        })
+        .await
+        {
             Ok(k) => k,
             Err(e) => return failed(Some(lease))(e),
         };
-        let snapshot = match self
-            .client
-            .get(self.election.clone(), Some(GetOptions::new().with_prefix()))
-            .await
+        let election = self.election.clone();
+        let snapshot = match unsent_retried(|| {
+            let (mut c, key) = (client.clone(), election.clone());
+            async move { c.get(key, Some(GetOptions::new().with_prefix())).await }
+        })
+        .await
         {
             Ok(s) => s,
             Err(e) => return failed(Some(lease))(e),
@@ -368,17 +389,14 @@ impl Campaign {
                 )
             })
             .collect();
-        let mut changes = match self
-            .client
-            .watch(
-                self.election.clone(),
-                Some(
-                    WatchOptions::new()
-                        .with_prefix()
-                        .with_start_revision(seen + 1),
-                ),
-            )
-            .await
+        let mut changes = match unsent_retried(|| {
+            let (mut c, key) = (client.clone(), election.clone());
+            let options = WatchOptions::new()
+                .with_prefix()
+                .with_start_revision(seen + 1);
+            async move { c.watch(key, Some(options)).await }
+        })
+        .await
         {
             Ok(w) => w,
             Err(e) => return failed(Some(lease))(e),
@@ -444,7 +462,12 @@ impl Campaign {
                 _ = self.resign.changed() => {
                     self.held.send_replace(None);
                     self.cell.set_follower(None);
-                    if let Err(e) = self.client.lease_revoke(lease).await {
+                    let revoked = unsent_retried(|| {
+                        let mut c = client.clone();
+                        async move { c.lease_revoke(lease).await }
+                    })
+                    .await;
+                    if let Err(e) = revoked {
                         tracing::warn!(error = %describe(&e), "resign: the lease was not revoked; it expires");
                     } else {
                         tracing::info!("resigned: lease revoked");

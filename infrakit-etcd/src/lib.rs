@@ -45,6 +45,7 @@
 mod config;
 mod error;
 mod leadership;
+mod retry;
 mod store;
 
 #[cfg(feature = "cluster")]

@@ -10,9 +10,11 @@
 
 use crate::error::{describe, is_too_large, store_error};
 use crate::leadership::{EtcdLeadership, LeaderKey};
+use crate::retry::unsent_retried;
 use async_trait::async_trait;
 use etcd_client::{
-    Client, Compare, CompareOp, GetOptions, SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse,
+    Client, Compare, CompareOp, GetOptions, GetResponse, SortOrder, SortTarget, Txn, TxnOp,
+    TxnOpResponse, TxnResponse,
 };
 use infrakit_core::leadership::Term;
 use infrakit_core::store::{Epoch, Version, Versioned};
@@ -92,6 +94,28 @@ impl EtcdStore {
         self
     }
 
+    async fn get(
+        &self,
+        key: Vec<u8>,
+        options: Option<GetOptions>,
+    ) -> Result<GetResponse, etcd_client::Error> {
+        unsent_retried(|| {
+            let mut kv = self.client.kv_client();
+            let (key, options) = (key.clone(), options.clone());
+            async move { kv.get(key, options).await }
+        })
+        .await
+    }
+
+    async fn txn(&self, txn: Txn) -> Result<TxnResponse, etcd_client::Error> {
+        unsent_retried(|| {
+            let mut kv = self.client.kv_client();
+            let txn = txn.clone();
+            async move { kv.txn(txn).await }
+        })
+        .await
+    }
+
     fn encode(&self, spec: &GlobalSpec) -> Result<Vec<u8>, StoreError> {
         let bytes = serde_json::to_vec(spec).map_err(|e| StoreError::Other {
             message: format!("encode the spec: {e}"),
@@ -144,7 +168,7 @@ impl EtcdStore {
             .when(compares)
             .and_then([TxnOp::put(self.key.clone(), bytes, None)])
             .or_else(otherwise);
-        let response = self.client.kv_client().txn(txn).await.map_err(|e| {
+        let response = self.txn(txn).await.map_err(|e| {
             if is_too_large(&e) {
                 StoreError::TooLarge {
                     size,
@@ -203,8 +227,6 @@ impl EtcdStore {
     /// revision: any next leader's epoch is higher).
     async fn refuse(&self, fence: &LeaderFence, epoch: Epoch) -> StoreError {
         let current = match self
-            .client
-            .kv_client()
             .get(fence.election.clone(), Some(first_candidate()))
             .await
         {
@@ -244,8 +266,6 @@ fn fenced(epoch: i64, current: Option<i64>) -> StoreError {
 impl Store for EtcdStore {
     async fn load(&self) -> Result<Option<Versioned<GlobalSpec>>, StoreError> {
         let response = self
-            .client
-            .kv_client()
             .get(self.key.clone(), None)
             .await
             .map_err(|e| store_error(&e))?;
@@ -302,8 +322,6 @@ impl Store for EtcdStore {
             return Err(self.refuse(fence, epoch).await);
         };
         let response = self
-            .client
-            .kv_client()
             .get(held.key.clone(), None)
             .await
             .map_err(|e| store_error(&e))?;

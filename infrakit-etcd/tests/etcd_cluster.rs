@@ -359,3 +359,65 @@ async fn without_quorum_nobody_leads_and_when_it_returns_one_does() {
         "{stepped_down:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_campaigns_and_stores_and_a_client_without_a_certificate_is_refused() {
+    let cluster = match EtcdCluster::start_tls(1).await {
+        Ok(c) => c,
+        Err(e) => panic!("cannot start a TLS etcd cluster: {e}"),
+    };
+    let tls = cluster.tls().unwrap().clone();
+    assert!(cluster.endpoint(0).starts_with("https://"));
+    let client = EtcdConfig::new(cluster.endpoints())
+        .tls(tls.ca.clone(), Some(tls.client.clone()))
+        .connect()
+        .await
+        .unwrap();
+    let leadership = EtcdLeadership::builder(client.clone())
+        .prefix("/tls")
+        .ttl(TTL)
+        .location("secure")
+        .start();
+    wait_until(
+        "the TLS replica leads",
+        Duration::from_secs(10),
+        async || leadership.current().await.is_leader(),
+    )
+    .await;
+    let store = EtcdStore::new(client, "/tls/spec").fenced_by(&leadership);
+    let term = leadership.current().await.term().unwrap();
+    let claim = FencedStore::claim_in(Arc::new(store), term).await.unwrap();
+    claim.store.verify().await.unwrap();
+
+    // The members require a client certificate: without one nothing is read or written.
+    let anonymous = EtcdConfig::new(cluster.endpoints())
+        .tls(tls.ca.clone(), None)
+        .connect()
+        .await;
+    if let Ok(client) = anonymous {
+        let err = EtcdStore::new(client, "/tls/spec")
+            .load()
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Unavailable { .. }), "{err}");
+    }
+    // A CA that did not sign the members' certificate is refused too.
+    let wrong_ca = EtcdConfig::new(cluster.endpoints())
+        .tls(tls.client.0.clone(), Some(tls.client.clone()))
+        .connect()
+        .await;
+    if let Ok(client) = wrong_ca {
+        assert!(EtcdStore::new(client, "/tls/spec").load().await.is_err());
+    }
+    let Err(missing) = EtcdConfig::new(cluster.endpoints())
+        .tls("/nonexistent/ca.pem", None)
+        .connect()
+        .await
+    else {
+        panic!("a missing CA file must be an error");
+    };
+    assert!(
+        missing.to_string().contains("/nonexistent/ca.pem"),
+        "{missing}"
+    );
+}

@@ -27,7 +27,7 @@ IK_WAIT_SECS=${IK_WAIT_SECS:-60}
 # chromium: the status page is tested in a real browser (headless).
 # etcd-server: the etcd tests start their own clusters from it; protobuf-compiler: protoc,
 # which the etcd client crate's build needs.
-declare -gA IK_APT_PACKAGES=([docker.io]=dockerd [iproute2]=ip [iptables]=iptables [busybox-static]="" [curl]=curl [chromium]=chromium [etcd-server]=etcd [protobuf-compiler]=protoc)
+declare -gA IK_APT_PACKAGES=([docker.io]=dockerd [iproute2]=ip [iptables]=iptables [busybox-static]="" [curl]=curl [chromium]=chromium [etcd-server]=etcd [protobuf-compiler]=protoc [openssl]=openssl)
 
 ik_log() { printf '== %s\n' "$*" >&2; }
 ik_die() { printf 'error: %s\n' "$*" >&2; exit 1; }
