@@ -283,10 +283,19 @@ pub trait Store: Send + Sync {
     /// source checks there (etcd: that the leader key still exists at `epoch`, trusted no
     /// longer than its lease is known to last).
     async fn check_epoch(&self, epoch: Epoch) -> Result<Option<Duration>, StoreError> {
-        let stored = self.load().await?.and_then(|v| v.value.epoch);
-        match stored {
-            Some(current) if current > epoch => Err(StoreError::Fenced { epoch, current }),
-            _ => Ok(None),
-        }
+        check_in_record(self, epoch).await
+    }
+}
+
+/// The default [`Store::check_epoch`]: loads the record and refuses `epoch` when the stored
+/// one is newer (`Ok(None)`: trusted for the engine's fence TTL). For stores that check
+/// elsewhere when bound to a leadership source, and here when not.
+pub async fn check_in_record<S: Store + ?Sized>(
+    store: &S,
+    epoch: Epoch,
+) -> Result<Option<Duration>, StoreError> {
+    match store.load().await?.and_then(|v| v.value.epoch) {
+        Some(current) if current > epoch => Err(StoreError::Fenced { epoch, current }),
+        _ => Ok(None),
     }
 }

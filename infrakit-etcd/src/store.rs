@@ -17,7 +17,7 @@ use etcd_client::{
     TxnOpResponse, TxnResponse,
 };
 use infrakit_core::leadership::Term;
-use infrakit_core::store::{Epoch, Version, Versioned};
+use infrakit_core::store::{Epoch, Version, Versioned, check_in_record};
 use infrakit_core::{GlobalSpec, Store, StoreError};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -312,11 +312,7 @@ impl Store for EtcdStore {
 
     async fn check_epoch(&self, epoch: Epoch) -> Result<Option<Duration>, StoreError> {
         let Some(fence) = &self.leader else {
-            let stored = self.load().await?.and_then(|v| v.value.epoch);
-            return match stored {
-                Some(current) if current > epoch => Err(StoreError::Fenced { epoch, current }),
-                _ => Ok(None),
-            };
+            return check_in_record(self, epoch).await;
         };
         let Some(held) = self.held_for(fence, epoch) else {
             return Err(self.refuse(fence, epoch).await);
