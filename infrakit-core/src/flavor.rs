@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 mod vanilla;
@@ -110,6 +111,15 @@ pub enum FlavorError {
         /// Why.
         message: String,
     },
+    /// The call did not return within its deadline (see [`CallTimeouts`](crate::timeouts::CallTimeouts));
+    /// transient. A timed-out `healthy` counts as a failed check, never as unhealthy.
+    #[error("{operation} timed out after {}", crate::duration::format_duration(*after))]
+    TimedOut {
+        /// The operation.
+        operation: crate::timeouts::PluginCall,
+        /// The deadline it missed.
+        after: Duration,
+    },
     /// Any other error, message preserved.
     #[error("flavor error: {message}")]
     Other {
@@ -124,6 +134,7 @@ impl Classify for FlavorError {
     fn kind(&self) -> ErrorKind {
         match self {
             FlavorError::Unavailable { .. }
+            | FlavorError::TimedOut { .. }
             | FlavorError::Other {
                 transient: true, ..
             } => ErrorKind::Transient,
@@ -211,4 +222,112 @@ pub trait Flavor: Send + Sync {
     /// Takes a member out of service before it is destroyed.
     async fn drain(&self, properties: &Value, description: &Description)
     -> Result<(), FlavorError>;
+
+    /// Judges many members at once, answering one [`Health`] per description, in their
+    /// order: for a flavor that sees a whole group in one call (a node listing, a load
+    /// balancer's target health). The engine asks once per pass, under the `healthy`
+    /// deadline; an error or a deadline missed fails every member's check (they count as
+    /// unknown, never unhealthy).
+    ///
+    /// `None`, the default: this flavor answers per member, and the engine calls
+    /// [`healthy`](Flavor::healthy) for each, in parallel, each under its own deadline.
+    ///
+    /// ```
+    /// use async_trait::async_trait;
+    /// use infrakit_core::{Allocation, Description, Flavor, FlavorError, Health, Index, InstanceSpec};
+    /// use serde_json::Value;
+    ///
+    /// /// Healthy when the member's tag says so, judged for the whole group at once.
+    /// struct Tagged;
+    ///
+    /// #[async_trait]
+    /// impl Flavor for Tagged {
+    ///     # async fn validate(&self, _: &Value, _: &Allocation) -> Result<(), FlavorError> { Ok(()) }
+    ///     # async fn prepare(&self, _: &Value, s: InstanceSpec, _: &Allocation, _: &Index)
+    ///     #     -> Result<InstanceSpec, FlavorError> { Ok(s) }
+    ///     # async fn drain(&self, _: &Value, _: &Description) -> Result<(), FlavorError> { Ok(()) }
+    ///     async fn healthy(&self, p: &Value, d: &Description) -> Result<Health, FlavorError> {
+    ///         let all = self.healthy_batch(p, std::slice::from_ref(d)).await;
+    ///         all.unwrap_or(Ok(vec![Health::Unknown])).map(|h| h[0])
+    ///     }
+    ///     async fn healthy_batch(
+    ///         &self,
+    ///         _: &Value,
+    ///         descriptions: &[Description],
+    ///     ) -> Option<Result<Vec<Health>, FlavorError>> {
+    ///         Some(Ok(descriptions
+    ///             .iter()
+    ///             .map(|d| match d.tags.get("up") {
+    ///                 Some("yes") => Health::Healthy,
+    ///                 Some(_) => Health::Unhealthy,
+    ///                 None => Health::Unknown,
+    ///             })
+    ///             .collect()))
+    ///     }
+    /// }
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let members = [
+    ///     Description::new("i-1", [("up", "yes")].into_iter().collect()),
+    ///     Description::new("i-2", Default::default()),
+    /// ];
+    /// let all = Tagged.healthy_batch(&Value::Null, &members).await;
+    /// assert_eq!(all, Some(Ok(vec![Health::Healthy, Health::Unknown])));
+    /// # });
+    /// ```
+    async fn healthy_batch(
+        &self,
+        properties: &Value,
+        descriptions: &[Description],
+    ) -> Option<Result<Vec<Health>, FlavorError>> {
+        let _ = (properties, descriptions);
+        None
+    }
 }
+
+macro_rules! forward_flavor {
+    ($($ptr:ident),*) => {$(
+        /// A shared or boxed flavor is a flavor.
+        #[async_trait]
+        impl<T: Flavor + ?Sized> Flavor for $ptr<T> {
+            async fn validate(
+                &self,
+                properties: &Value,
+                allocation: &Allocation,
+            ) -> Result<(), FlavorError> {
+                (**self).validate(properties, allocation).await
+            }
+            async fn prepare(
+                &self,
+                properties: &Value,
+                spec: InstanceSpec,
+                allocation: &Allocation,
+                index: &Index,
+            ) -> Result<InstanceSpec, FlavorError> {
+                (**self).prepare(properties, spec, allocation, index).await
+            }
+            async fn healthy(
+                &self,
+                properties: &Value,
+                description: &Description,
+            ) -> Result<Health, FlavorError> {
+                (**self).healthy(properties, description).await
+            }
+            async fn drain(
+                &self,
+                properties: &Value,
+                description: &Description,
+            ) -> Result<(), FlavorError> {
+                (**self).drain(properties, description).await
+            }
+            async fn healthy_batch(
+                &self,
+                properties: &Value,
+                descriptions: &[Description],
+            ) -> Option<Result<Vec<Health>, FlavorError>> {
+                (**self).healthy_batch(properties, descriptions).await
+            }
+        }
+    )*};
+}
+
+forward_flavor!(Arc, Box);

@@ -409,6 +409,9 @@ pub struct GroupSpec {
     pub update: UpdatePolicy,
     /// Whether persistently unhealthy members are replaced.
     pub healing: HealingPolicy,
+    /// The group's own engine options (`"Options"`: resync, parallelism, call timeouts, …);
+    /// unset ones are the manager's.
+    pub options: crate::reconcile::GroupOptions,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -439,6 +442,17 @@ struct GroupPropertiesWire {
         deserialize_with = "nullable_default::deserialize"
     )]
     healing: HealingPolicy,
+    #[serde(
+        rename = "Options",
+        default,
+        deserialize_with = "nullable_default::deserialize",
+        skip_serializing_if = "options_unset"
+    )]
+    options: crate::reconcile::GroupOptions,
+}
+
+fn options_unset(o: &crate::reconcile::GroupOptions) -> bool {
+    *o == crate::reconcile::GroupOptions::default()
 }
 
 impl From<GroupSpecWire> for GroupSpec {
@@ -451,6 +465,7 @@ impl From<GroupSpecWire> for GroupSpec {
             allocation: p.allocation,
             update: p.update,
             healing: p.healing,
+            options: p.options,
         }
     }
 }
@@ -465,6 +480,7 @@ impl From<GroupSpec> for GroupSpecWire {
                 flavor: s.flavor,
                 update: s.update,
                 healing: s.healing,
+                options: s.options,
             },
         }
     }
@@ -485,6 +501,7 @@ impl GroupSpec {
             allocation,
             update: UpdatePolicy::default(),
             healing: HealingPolicy::default(),
+            options: crate::reconcile::GroupOptions::default(),
         }
     }
 
@@ -534,7 +551,9 @@ impl GroupSpec {
                 ));
             }
         }
-        Ok(())
+        self.options
+            .validate()
+            .map_err(|e| e.under("Properties.Options"))
     }
 
     /// The hash of the instance and flavor sections, written on members as
@@ -658,6 +677,10 @@ pub struct GroupDescription {
     /// The last error of the controller, until a pass succeeds.
     #[serde(rename = "LastError", default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// The actions of the current plan that a [plan hook](crate::reconcile::PlanHook)
+    /// vetoed or deferred, with its reasons.
+    #[serde(rename = "Held", default, skip_serializing_if = "Vec::is_empty")]
+    pub held: Vec<crate::reconcile::HeldAction>,
     /// The number of the pass that observed what this describes (0: none, or a plugin that
     /// does not say).
     #[serde(rename = "Pass", default, skip_serializing_if = "is_zero")]
@@ -781,6 +804,14 @@ pub enum GroupError {
         /// The controller's plan when the wait ended.
         plan: String,
     },
+    /// Something did not happen within its deadline (a reconcile pass, a wait to lead).
+    #[error("{what} timed out after {}", crate::duration::format_duration(*after))]
+    TimedOut {
+        /// What was waited for.
+        what: String,
+        /// The deadline.
+        after: std::time::Duration,
+    },
     /// Anything else, e.g. an error from a remote group plugin, message preserved.
     #[error("{message}")]
     Other {
@@ -814,7 +845,9 @@ impl From<StoreError> for GroupError {
 impl Classify for GroupError {
     fn kind(&self) -> ErrorKind {
         match self {
-            GroupError::NotLeader { .. } | GroupError::NotConverged { .. } => ErrorKind::Transient,
+            GroupError::NotLeader { .. }
+            | GroupError::NotConverged { .. }
+            | GroupError::TimedOut { .. } => ErrorKind::Transient,
             GroupError::PartialDestroy { cause, .. } => cause.kind(),
             GroupError::Instance(e) => e.kind(),
             GroupError::Flavor(e) => e.kind(),

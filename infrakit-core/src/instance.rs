@@ -13,6 +13,7 @@ use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Something bound to a logical ID that follows it to a replacement instance, e.g. an EBS
@@ -288,6 +289,16 @@ pub enum InstanceError {
         /// The operation.
         operation: String,
     },
+    /// The call did not return within its deadline (see [`CallTimeouts`](crate::timeouts::CallTimeouts));
+    /// transient. A timed-out `provision` or `destroy` may still have happened: the next
+    /// `describe` tells.
+    #[error("{operation} timed out after {}", crate::duration::format_duration(*after))]
+    TimedOut {
+        /// The operation.
+        operation: crate::timeouts::PluginCall,
+        /// The deadline it missed.
+        after: Duration,
+    },
     /// Any other provider error, with the provider's message preserved.
     #[error("provider error: {message}")]
     Provider {
@@ -303,7 +314,8 @@ impl Classify for InstanceError {
         match self {
             InstanceError::Throttled { .. }
             | InstanceError::Unavailable { .. }
-            | InstanceError::Conflict { .. } => ErrorKind::Transient,
+            | InstanceError::Conflict { .. }
+            | InstanceError::TimedOut { .. } => ErrorKind::Transient,
             InstanceError::Provider {
                 transient: true, ..
             } => ErrorKind::Transient,
@@ -387,6 +399,47 @@ pub trait Instance: Send + Sync {
         None
     }
 }
+
+macro_rules! forward_instance {
+    ($($ptr:ident),*) => {$(
+        /// A shared or boxed plugin is a plugin: `Arc<Simulator>` can be registered, wrapped
+        /// in a layer and still called by its owner.
+        #[async_trait]
+        impl<T: Instance + ?Sized> Instance for $ptr<T> {
+            async fn validate(&self, properties: &Value) -> Result<(), InstanceError> {
+                (**self).validate(properties).await
+            }
+            async fn provision(&self, spec: InstanceSpec) -> Result<InstanceId, InstanceError> {
+                (**self).provision(spec).await
+            }
+            async fn label(&self, id: &InstanceId, labels: &Tags) -> Result<(), InstanceError> {
+                (**self).label(id, labels).await
+            }
+            async fn destroy(
+                &self,
+                id: &InstanceId,
+                context: DestroyContext,
+            ) -> Result<(), InstanceError> {
+                (**self).destroy(id, context).await
+            }
+            async fn describe(
+                &self,
+                tags: &Tags,
+                with_properties: bool,
+            ) -> Result<Vec<Description>, InstanceError> {
+                (**self).describe(tags, with_properties).await
+            }
+            fn events(&self) -> Option<InstanceEvents> {
+                (**self).events()
+            }
+            fn call_limit(&self) -> Option<CallLimit> {
+                (**self).call_limit()
+            }
+        }
+    )*};
+}
+
+forward_instance!(Arc, Box);
 
 /// A limit on provider calls: `PerSecond` on average, bursts up to `Burst` (at least 1;
 /// `0` or absent: the same as `PerSecond`).

@@ -109,7 +109,7 @@
 //!     .options(EngineOptions::default().resync(Duration::from_millis(100)))
 //!     .build();
 //! manager.start();
-//! manager.wait_leading().await;
+//! manager.wait_leading(Duration::from_secs(30)).await?;
 //!
 //! let spec = GroupSpec::from_json(r#"{"ID": "web", "Properties": {
 //!     "Allocation": {"Size": 2},
@@ -144,7 +144,78 @@
 //! (gauge, labels `group` and `state`: `healthy`, `unhealthy`, `unknown`, `outdated`). Every
 //! action is also a typed [`EngineEvent`] on [`Manager::events`].
 //!
-//! ## 3. Unit-test with mocks (feature `mocks`)
+//! ## 3. Compose your own controller
+//!
+//! The parts a downstream orchestrator adjusts, each small and separate:
+//!
+//! - **Layers** ([`layer`]): wrap any plugin, yours or ours, one concern per wrapper —
+//!   [`Timeout`](layer::Timeout), [`Retry`](layer::Retry) (transient errors, with backoff;
+//!   never a `provision` that may have acted), [`RateLimit`](layer::RateLimit),
+//!   [`Metrics`](layer::Metrics), [`Logged`](layer::Logged). `Arc<T>` and `Box<T>` of a plugin
+//!   are plugins too.
+//! - **Deadlines**: every plugin call the engine makes has one ([`timeouts::CallTimeouts`]:
+//!   per operation, set per plugin with [`Plugins::timeouts`], per group in its spec), and so
+//!   has every pass ([`EngineOptions::pass_timeout`]): a plugin that never answers fails its
+//!   call, shows in `describe` (`last_error`) and as an event, and the next pass runs.
+//! - **Plan hooks** ([`reconcile::PlanHook`]): business rules (a maintenance window, a
+//!   budget, a change freeze) approve, veto or defer each action of every plan, with reasons
+//!   that show in `describe`, events and `commit(pretend)`.
+//! - **Per-group options** ([`reconcile::GroupOptions`], `"Options"` in a spec or
+//!   [`ManagerBuilder::group_options`]): resync, parallelism, settle, deadlines, events, a
+//!   call limit.
+//! - **Triggers**: [`Group::trigger`] runs a pass now; [`Manager::reconcile_on`] feeds a
+//!   stream of group IDs (a queue, a webhook) into the controllers.
+//!
+//! ```
+//! use infrakit_core::layer::{PluginExt, RetryPolicy};
+//! use infrakit_core::reconcile::{Action, Cause, GroupOptions, PlanHook, Review};
+//! use infrakit_core::timeouts::{CallTimeouts, PluginCall};
+//! use infrakit_core::*;
+//! use std::time::Duration;
+//!
+//! /// No scale-in today.
+//! struct Freeze;
+//!
+//! #[async_trait]
+//! impl PlanHook for Freeze {
+//!     async fn review(&self, review: &mut Review<'_>) {
+//!         for i in 0..review.actions().len() {
+//!             if matches!(review.actions()[i], Action::Destroy { cause: Cause::ScaleDown, .. }) {
+//!                 review.veto(i, "change freeze");
+//!             }
+//!         }
+//!     }
+//! }
+//!
+//! # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+//! // A provider with retries on transient errors, each attempt bounded.
+//! let provider = Simulator::new()
+//!     .with_timeouts(CallTimeouts::new().set(PluginCall::Provision, Duration::from_secs(30)))
+//!     .with_retry(RetryPolicy::default());
+//! let manager = Manager::builder(StaticLeadership::leader(), MemoryStore::new())
+//!     .plugins(Plugins::new().instance("sim", provider).flavor("vanilla", flavor::Vanilla))
+//!     .group_options("web", GroupOptions::new().parallelism(4))
+//!     .plan_hook(Freeze)
+//!     .build();
+//! manager.start();
+//! manager.wait_leading(Duration::from_secs(5)).await?;
+//! let spec = GroupSpec::from_json(r#"{"ID": "web", "Properties": {
+//!     "Allocation": {"Size": 2},
+//!     "Instance": {"Plugin": "sim", "Properties": {}},
+//!     "Flavor": {"Plugin": "vanilla", "Properties": {}},
+//!     "Options": {"Resync": "30s", "Timeouts": {"Healthy": "2s"}}}}"#)?;
+//! manager.commit(spec.clone(), false).await?;
+//! manager.wait_converged(&"web".into(), Duration::from_secs(5)).await?;
+//! let mut smaller = spec;
+//! smaller.allocation = Allocation::size(1);
+//! let plan = manager.commit(smaller, true).await?;
+//! assert!(plan.contains("vetoed: change freeze"), "{plan}");
+//! manager.shutdown().await;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+//!
+//! ## 4. Unit-test with mocks (feature `mocks`)
 //!
 //! `infrakit_core::mocks` has a mockall mock of every trait (`MockInstance`, `MockFlavor`,
 //! `MockGroup`, `MockLeadership`, `MockStore`, `MockMetadata`), with compiled examples: a
@@ -152,7 +223,7 @@
 //! `mockall::Sequence`. A `MockInstance` in a manager needs `events()` expected (or
 //! `MockInstance::without_events()`), since mockall mocks default methods too.
 //!
-//! ## 4. Check your plugin with the conformance kit (feature `testkit`)
+//! ## 5. Check your plugin with the conformance kit (feature `testkit`)
 //!
 //! `infrakit_core::testkit::check_instance` and `check_flavor` run the contract the engine
 //! relies on against your implementation (subset tag match, a missing tag never matches, tags
@@ -187,6 +258,7 @@ pub mod flavor;
 pub mod group;
 mod id;
 pub mod instance;
+pub mod layer;
 pub mod leadership;
 pub mod manager;
 pub mod metadata;
@@ -201,6 +273,7 @@ pub mod store;
 mod tags;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod timeouts;
 
 /// The attribute every plugin trait implementation needs (`#[async_trait]`), re-exported so a
 /// plugin crate does not have to name `async-trait` itself.

@@ -10,17 +10,20 @@
 //! controllers are stopped and awaited, and `LeadershipLost` is emitted only after that.
 
 use crate::error::Classify;
+use crate::flavor::FlavorError;
 use crate::group::{Allocation, Group, GroupDescription, GroupError, GroupSpec};
 use crate::id::{GroupId, InstanceId};
+use crate::instance::InstanceError;
 use crate::leadership::{Leadership, LeadershipState, Term};
 use crate::plugins::{GroupPlugins, Plugins};
 use crate::reconcile::controller::{
     Controller, ControllerClient, LeaderTerm, Report, preview_detached,
 };
 use crate::reconcile::fence::Fence;
-use crate::reconcile::{Backoff, EngineEvent, EngineOptions, Plan};
+use crate::reconcile::{Backoff, EngineEvent, EngineOptions, GroupOptions, Plan, PlanHook};
 use crate::spec_error::SpecError;
 use crate::store::{Epoch, FencedStore, GlobalSpec, Store, StoreError};
+use crate::timeouts::PluginCall;
 use async_trait::async_trait;
 use futures::StreamExt;
 use std::collections::BTreeMap;
@@ -45,7 +48,7 @@ const READY_WAIT: Duration = Duration::from_secs(10);
 ///     .plugins(Plugins::new().instance("simulator", cloud.clone()).flavor("vanilla", flavor::Vanilla))
 ///     .build();
 /// manager.start();
-/// manager.wait_leading().await;
+/// manager.wait_leading(std::time::Duration::from_secs(30)).await?;
 ///
 /// let spec = GroupSpec::new("workers", PluginSpec::new("simulator", json!({})),
 ///     PluginSpec::new("vanilla", json!({})), Allocation::size(3));
@@ -68,6 +71,9 @@ struct Replica {
     store: Arc<dyn Store>,
     plugins: Plugins,
     options: EngineOptions,
+    /// The builder's options per group (under each spec's own).
+    group_options: BTreeMap<GroupId, GroupOptions>,
+    hooks: Vec<Arc<dyn PlanHook>>,
     events: broadcast::Sender<EngineEvent>,
     /// What the replica believes about leadership; every fence reads it.
     state: watch::Sender<LeadershipState>,
@@ -79,6 +85,8 @@ struct Replica {
     last_epoch: StdMutex<Option<Epoch>>,
     terms: Mutex<Option<Leading>>,
     runner: StdMutex<Option<JoinHandle<()>>>,
+    /// The tasks feeding external triggers ([`Manager::reconcile_on`]).
+    feeds: StdMutex<Vec<JoinHandle<()>>>,
 }
 
 /// The term this replica leads in.
@@ -97,6 +105,8 @@ pub struct ManagerBuilder {
     store: Arc<dyn Store>,
     plugins: Plugins,
     options: EngineOptions,
+    group_options: BTreeMap<GroupId, GroupOptions>,
+    hooks: Vec<Arc<dyn PlanHook>>,
 }
 
 impl ManagerBuilder {
@@ -114,6 +124,33 @@ impl ManagerBuilder {
         self
     }
 
+    /// A group's own options, under those of its spec (`Properties.Options`) and over the
+    /// engine's: resync, parallelism, settle, pass timeout, call deadlines, events, call
+    /// limit.
+    ///
+    /// ```
+    /// use infrakit_core::{Manager, MemoryStore, StaticLeadership, reconcile::GroupOptions};
+    /// use std::time::Duration;
+    /// let manager = Manager::builder(StaticLeadership::leader(), MemoryStore::new())
+    ///     .group_options("databases", GroupOptions::new().parallelism(1).resync(Duration::from_secs(60)))
+    ///     .build();
+    /// # let _ = manager;
+    /// ```
+    #[must_use]
+    pub fn group_options(mut self, group: impl Into<GroupId>, options: GroupOptions) -> Self {
+        self.group_options.insert(group.into(), options);
+        self
+    }
+
+    /// Adds a [`PlanHook`]: it reviews every plan of every group before anything is done
+    /// (and the plans `commit(pretend)` explains). With several hooks, an action runs only
+    /// if every hook approves it; a veto wins over a deferral.
+    #[must_use]
+    pub fn plan_hook(mut self, hook: impl PlanHook + 'static) -> Self {
+        self.hooks.push(Arc::new(hook));
+        self
+    }
+
     /// Builds the manager (not started: see [`Manager::start`]).
     pub fn build(self) -> Manager {
         let (events, _) = broadcast::channel(4096);
@@ -124,6 +161,8 @@ impl ManagerBuilder {
                 store: self.store,
                 plugins: self.plugins,
                 options: self.options,
+                group_options: self.group_options,
+                hooks: self.hooks,
                 events,
                 state,
                 changed: Notify::new(),
@@ -131,6 +170,7 @@ impl ManagerBuilder {
                 last_epoch: StdMutex::new(None),
                 terms: Mutex::new(None),
                 runner: StdMutex::new(None),
+                feeds: StdMutex::new(Vec::new()),
             }),
         }
     }
@@ -152,6 +192,8 @@ impl Manager {
             store,
             plugins: Plugins::new(),
             options: EngineOptions::default(),
+            group_options: BTreeMap::new(),
+            hooks: Vec::new(),
         }
     }
 
@@ -235,14 +277,32 @@ impl Manager {
             r.abort();
             let _ = r.await;
         }
+        let feeds =
+            std::mem::take(&mut *self.replica.feeds.lock().unwrap_or_else(|p| p.into_inner()));
+        for f in feeds {
+            f.abort();
+        }
         self.on_leadership(LeadershipState::Follower { leader: None })
             .await;
         self.replica.leadership.resign().await;
     }
 
     /// Waits until this replica leads, has claimed its epoch and has started its
-    /// controllers.
-    pub async fn wait_leading(&self) -> Term {
+    /// controllers; [`GroupError::TimedOut`] after `timeout`.
+    ///
+    /// ```
+    /// use infrakit_core::{GroupError, Manager, ManualLeadership, MemoryStore};
+    /// use std::time::Duration;
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let manager = Manager::builder(ManualLeadership::new(), MemoryStore::new()).build();
+    /// manager.start();
+    /// // Nobody made this replica the leader:
+    /// let err = manager.wait_leading(Duration::from_millis(50)).await.unwrap_err();
+    /// assert!(matches!(err, GroupError::TimedOut { .. }), "{err}");
+    /// # });
+    /// ```
+    pub async fn wait_leading(&self, timeout: Duration) -> Result<Term, GroupError> {
+        let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let changed = self.replica.changed.notified();
             tokio::pin!(changed);
@@ -250,10 +310,92 @@ impl Manager {
             if let Some(l) = &*self.replica.terms.lock().await
                 && l.ready.is_some()
             {
-                return l.term;
+                return Ok(l.term);
             }
-            let _ = tokio::time::timeout(Duration::from_millis(200), changed).await;
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Err(GroupError::TimedOut {
+                    what: "waiting to lead".into(),
+                    after: timeout,
+                });
+            }
+            let _ =
+                tokio::time::timeout_at(deadline.min(now + Duration::from_millis(200)), changed)
+                    .await;
         }
+    }
+
+    /// Runs a pass of a group each time `triggers` yields its ID (a queue, a webhook, a
+    /// file watcher: any stream), like kube-runtime's `reconcile_on`. A trigger while this
+    /// replica does not lead, or for a group it does not manage, is dropped (logged). The
+    /// feed stops when the stream ends or at [`shutdown`](Self::shutdown).
+    ///
+    /// ```
+    /// use infrakit_core::*;
+    /// use infrakit_core::reconcile::EngineEvent;
+    /// use std::time::Duration;
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// let manager = Manager::builder(StaticLeadership::leader(), MemoryStore::new())
+    ///     .plugins(Plugins::new().instance("sim", Simulator::new()).flavor("vanilla", flavor::Vanilla))
+    ///     .build();
+    /// manager.start();
+    /// manager.wait_leading(Duration::from_secs(5)).await?;
+    /// let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<GroupId>();
+    /// manager.reconcile_on(tokio_stream::wrappers::UnboundedReceiverStream::new(rx));
+    /// let spec = GroupSpec::new("web", PluginSpec::new("sim", serde_json::json!({})),
+    ///     PluginSpec::new("vanilla", serde_json::json!({})), Allocation::size(1));
+    /// manager.commit(spec, false).await?;
+    /// let before = manager.describe(&"web".into()).await?.passes_started;
+    /// tx.send("web".into()).unwrap();
+    /// while manager.describe(&"web".into()).await?.passes_started <= before {
+    ///     tokio::time::sleep(Duration::from_millis(5)).await;
+    /// }
+    /// manager.shutdown().await;
+    /// # Ok::<(), GroupError>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn reconcile_on(&self, triggers: impl futures::Stream<Item = GroupId> + Send + 'static) {
+        let this = self.clone();
+        let feed = tokio::spawn(async move {
+            let mut triggers = std::pin::pin!(triggers);
+            while let Some(group) = triggers.next().await {
+                if let Err(e) = this.trigger(&group).await {
+                    tracing::debug!(%group, error = %e, "external trigger dropped");
+                }
+            }
+        });
+        self.replica
+            .feeds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(feed);
+    }
+
+    /// Runs a pass of every group this replica controls each time `triggers` yields (a
+    /// config reload, a timer of your own), like kube-runtime's `reconcile_all_on`.
+    pub fn reconcile_all_on(&self, triggers: impl futures::Stream<Item = ()> + Send + 'static) {
+        let this = self.clone();
+        let feed = tokio::spawn(async move {
+            let mut triggers = std::pin::pin!(triggers);
+            while triggers.next().await.is_some() {
+                let clients: Vec<ControllerClient> = this
+                    .replica
+                    .terms
+                    .lock()
+                    .await
+                    .as_ref()
+                    .map(|l| l.controllers.values().map(Controller::client).collect())
+                    .unwrap_or_default();
+                for c in clients {
+                    let _ = c.trigger().await;
+                }
+            }
+        });
+        self.replica
+            .feeds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(feed);
     }
 
     /// Waits until a group is converged; [`GroupError::NotConverged`] after `timeout`.
@@ -393,6 +535,7 @@ impl Manager {
         ));
         let leader = Arc::new(LeaderTerm {
             options: opts.clone(),
+            hooks: self.replica.hooks.clone(),
             events: self.replica.events.clone(),
             fence,
             reports,
@@ -402,7 +545,7 @@ impl Manager {
         let leading = terms.as_mut().filter(|l| l.term == term)?;
         let global = claim.global;
         for spec in global.groups.values() {
-            match self.replica.plugins.resolve_group(spec) {
+            match self.resolve(spec) {
                 Ok(plugins) => {
                     let destroying = global.is_destroying(&spec.id);
                     leading.controllers.insert(
@@ -482,6 +625,17 @@ impl Manager {
         }
     }
 
+    /// A group's plugins and effective options: the spec's options over the builder's.
+    fn resolve(&self, spec: &GroupSpec) -> Result<GroupPlugins, SpecError> {
+        let options = match self.replica.group_options.get(&spec.id) {
+            Some(builder) => spec.options.or(builder),
+            None => spec.options.clone(),
+        };
+        self.replica
+            .plugins
+            .resolve_group(spec, &options, &self.replica.options.timeouts)
+    }
+
     /// The controller of a group, if it runs here (in the current term).
     async fn controller(&self, id: &GroupId) -> Option<ControllerClient> {
         let terms = self.replica.terms.lock().await;
@@ -537,28 +691,40 @@ impl Manager {
         }
     }
 
-    /// The plugins' own validation of a spec.
+    /// The plugins' own validation of a spec, each within the validate deadline.
     async fn validate(spec: &GroupSpec, plugins: &GroupPlugins) -> Result<(), GroupError> {
-        plugins
-            .instance
-            .validate(&spec.instance.properties)
+        let after = plugins.timeouts.get(PluginCall::Validate);
+        let timed_out = InstanceError::TimedOut {
+            operation: PluginCall::Validate,
+            after,
+        };
+        tokio::time::timeout(after, plugins.instance.validate(&spec.instance.properties))
             .await
+            .unwrap_or(Err(timed_out))
             .map_err(|e| match e {
                 crate::instance::InstanceError::InvalidProperties(s) => {
                     GroupError::InvalidSpec(s.under("Properties.Instance.Properties"))
                 }
                 other => other.into(),
             })?;
-        plugins
-            .flavor
-            .validate(&spec.flavor.properties, &spec.allocation)
-            .await
-            .map_err(|e| match e {
-                crate::flavor::FlavorError::InvalidProperties(s) => {
-                    GroupError::InvalidSpec(s.under("Properties.Flavor.Properties"))
-                }
-                other => other.into(),
-            })
+        let timed_out = FlavorError::TimedOut {
+            operation: PluginCall::Validate,
+            after,
+        };
+        tokio::time::timeout(
+            after,
+            plugins
+                .flavor
+                .validate(&spec.flavor.properties, &spec.allocation),
+        )
+        .await
+        .unwrap_or(Err(timed_out))
+        .map_err(|e| match e {
+            crate::flavor::FlavorError::InvalidProperties(s) => {
+                GroupError::InvalidSpec(s.under("Properties.Flavor.Properties"))
+            }
+            other => other.into(),
+        })
     }
 
     /// A plan for `spec` against what exists now, without acting: the group's controller
@@ -572,7 +738,14 @@ impl Manager {
         match self.controller(&spec.id).await {
             Some(c) => c.preview(spec.clone(), plugins.clone()).await,
             None => {
-                preview_detached(spec, plugins.clone(), &self.replica.options, destroying).await
+                preview_detached(
+                    spec,
+                    plugins.clone(),
+                    &self.replica.options,
+                    &self.replica.hooks,
+                    destroying,
+                )
+                .await
             }
         }
     }
@@ -642,7 +815,7 @@ impl Manager {
 impl Group for Manager {
     async fn commit(&self, spec: GroupSpec, pretend: bool) -> Result<String, GroupError> {
         spec.validate()?;
-        let plugins = self.replica.plugins.resolve_group(&spec)?;
+        let plugins = self.resolve(&spec)?;
         self.retrying(|| Self::validate(&spec, &plugins)).await?;
         let plan = self
             .retrying(|| self.preview(&spec, &plugins, false))
@@ -726,7 +899,7 @@ impl Group for Manager {
             .get(id)
             .cloned()
             .ok_or_else(|| GroupError::UnknownGroup { id: id.clone() })?;
-        let plugins = self.replica.plugins.resolve_group(&spec)?;
+        let plugins = self.resolve(&spec)?;
         let destroying = global.is_destroying(id);
         let plan = self
             .retrying(|| self.preview(&spec, &plugins, destroying))
@@ -805,7 +978,7 @@ impl Group for Manager {
     ///     .plugins(Plugins::new().instance("sim", Simulator::new()).flavor("vanilla", flavor::Vanilla))
     ///     .build();
     /// manager.start();
-    /// manager.wait_leading().await;
+    /// manager.wait_leading(std::time::Duration::from_secs(30)).await?;
     /// let spec = GroupSpec::new("web", PluginSpec::new("sim", serde_json::json!({})),
     ///     PluginSpec::new("vanilla", serde_json::json!({})), Allocation::size(1));
     /// manager.commit(spec, false).await?;

@@ -18,7 +18,10 @@
 //! default (`None`: no event stream, poll), but a `MockInstance` panics on any call nobody
 //! expected, and a manager calls `events()` once per controller and `call_limit()` once per
 //! commit. Use [`MockInstance::without_events`] for a mock that answers `None` to both, or
-//! expect them yourself: `mock.expect_events().returning(|| None);`.
+//! expect them yourself: `mock.expect_events().returning(|| None);`. Likewise a manager asks
+//! a flavor's [`healthy_batch`](crate::Flavor::healthy_batch) once per pass: use
+//! [`MockFlavor::per_member`] for a mock that answers `None` (the engine then calls
+//! `healthy` per member), or expect it yourself.
 //!
 //! # Unit-testing a custom flavor
 //!
@@ -154,6 +157,26 @@ impl MockInstance {
         let mut mock = Self::new();
         mock.expect_events().returning(|| None);
         mock.expect_call_limit().returning(|| None);
+        mock
+    }
+}
+
+impl MockFlavor {
+    /// A mock flavor that judges health per member, as a flavor does by default:
+    /// [`healthy_batch`](crate::Flavor::healthy_batch) answers `None`, any number of times.
+    ///
+    /// ```
+    /// use infrakit_core::Flavor;
+    /// use infrakit_core::mocks::MockFlavor;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let flavor = MockFlavor::per_member();
+    /// assert!(flavor.healthy_batch(&serde_json::Value::Null, &[]).await.is_none());
+    /// # });
+    /// ```
+    pub fn per_member() -> Self {
+        let mut mock = Self::new();
+        mock.expect_healthy_batch().returning(|_, _| None);
         mock
     }
 }

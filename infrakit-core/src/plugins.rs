@@ -3,8 +3,9 @@
 use crate::flavor::Flavor;
 use crate::group::{GroupSpec, PluginSpec};
 use crate::instance::{CallLimit, Instance};
-use crate::reconcile::RateLimiter;
+use crate::reconcile::{GroupOptions, RateLimiter};
 use crate::spec_error::SpecError;
+use crate::timeouts::{ALL_CALLS, CallTimeouts, PluginCall};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -37,6 +38,10 @@ pub trait PluginResolver: Send + Sync {
 /// one given at registration ([`instance_limited`](Self::instance_limited)), or one for
 /// every instance plugin ([`limit_instances`](Self::limit_instances)). One budget per plugin
 /// is shared by every group that uses it (and by clones of the registry).
+///
+/// **Call deadlines** can belong to a plugin too ([`timeouts`](Self::timeouts)): a group's
+/// own (its spec's `Options.Timeouts`) win over them, and they win over the engine's
+/// ([`EngineOptions::timeouts`](crate::EngineOptions::timeouts)).
 #[derive(Clone, Default)]
 pub struct Plugins {
     instances: BTreeMap<String, Arc<dyn Instance>>,
@@ -45,6 +50,7 @@ pub struct Plugins {
     limits: BTreeMap<String, Option<CallLimit>>,
     all_limited: Option<CallLimit>,
     limiters: Arc<Mutex<BTreeMap<String, Arc<RateLimiter>>>>,
+    timeouts: BTreeMap<String, CallTimeouts>,
 }
 
 /// A group's plugins, resolved once per commit: what its controller calls.
@@ -54,6 +60,10 @@ pub(crate) struct GroupPlugins {
     pub(crate) flavor: Arc<dyn Flavor>,
     /// The plugin's budget (shared) and the group's own (from its spec), where set.
     pub(crate) limits: Vec<Arc<RateLimiter>>,
+    /// The deadline of each call: the group's, over the plugins', over the engine's.
+    pub(crate) timeouts: CallTimeouts,
+    /// The group's effective options (its spec's over the builder's).
+    pub(crate) options: GroupOptions,
 }
 
 impl fmt::Debug for Plugins {
@@ -116,6 +126,31 @@ impl Plugins {
         self
     }
 
+    /// Sets the call deadlines of the plugin registered (or resolved) as `name`: the instance
+    /// operations for an instance plugin, the flavor operations for a flavor plugin.
+    ///
+    /// ```
+    /// use infrakit_core::{Plugins, Simulator, timeouts::{CallTimeouts, PluginCall}};
+    /// use std::time::Duration;
+    /// let plugins = Plugins::new()
+    ///     .instance("slow-cloud", Simulator::new())
+    ///     .timeouts("slow-cloud", CallTimeouts::new().set(PluginCall::Provision, Duration::from_secs(600)));
+    /// # let _ = plugins;
+    /// ```
+    #[must_use]
+    pub fn timeouts(mut self, name: impl Into<String>, timeouts: CallTimeouts) -> Self {
+        self.timeouts.insert(name.into(), timeouts);
+        self
+    }
+
+    fn timeouts_for(&self, spec: &PluginSpec) -> CallTimeouts {
+        self.timeouts
+            .get(&spec.plugin)
+            .or_else(|| self.timeouts.get(spec.name()))
+            .copied()
+            .unwrap_or_default()
+    }
+
     /// Registers a flavor plugin.
     #[must_use]
     pub fn flavor(mut self, name: impl Into<String>, plugin: impl Flavor + 'static) -> Self {
@@ -176,8 +211,14 @@ impl Plugins {
         (key, limit)
     }
 
-    /// Resolves a group's plugins; errors name the spec's field.
-    pub(crate) fn resolve_group(&self, spec: &GroupSpec) -> Result<GroupPlugins, SpecError> {
+    /// Resolves a group's plugins with its effective options (the spec's over the
+    /// builder's) and the engine's deadlines; errors name the spec's field.
+    pub(crate) fn resolve_group(
+        &self,
+        spec: &GroupSpec,
+        group: &GroupOptions,
+        engine: &CallTimeouts,
+    ) -> Result<GroupPlugins, SpecError> {
         let instance = self
             .resolve_instance(&spec.instance)
             .map_err(|e| e.under("Properties.Instance"))?;
@@ -193,13 +234,32 @@ impl Plugins {
                     .or_insert_with(|| Arc::new(RateLimiter::from_limit(limit))),
             ));
         }
-        if let Some(own) = spec.instance.rate_limit {
+        for own in [spec.instance.rate_limit, group.rate_limit]
+            .into_iter()
+            .flatten()
+        {
             limits.push(Arc::new(RateLimiter::from_limit(own)));
+        }
+        let (of_instance, of_flavor) = (
+            self.timeouts_for(&spec.instance),
+            self.timeouts_for(&spec.flavor),
+        );
+        let mut plugin = CallTimeouts::new();
+        for call in ALL_CALLS {
+            let own = match call {
+                PluginCall::Prepare | PluginCall::Healthy | PluginCall::Drain => &of_flavor,
+                _ => &of_instance,
+            };
+            if let Some(d) = own.configured(call) {
+                plugin = plugin.set(call, d);
+            }
         }
         Ok(GroupPlugins {
             instance,
             flavor,
             limits,
+            timeouts: group.timeouts.or(&plugin).or(engine),
+            options: group.clone(),
         })
     }
 }

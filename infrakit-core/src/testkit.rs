@@ -73,6 +73,7 @@
 //! | `prepare_is_deterministic` | give equal specs for two prepares of one input |
 //! | `healthy_answers` | answer `Ok` (any health) within the fixture's `settle` |
 //! | `drain_answers` | return, `Ok` or an error, within the fixture's `call_timeout` |
+//! | `healthy_batch_agrees` | answer `healthy_batch` within `settle`: `None` (per member), or one health per member, in order, as `healthy` says |
 //!
 //! [`Instance`]: crate::Instance
 //! [`Flavor`]: crate::Flavor

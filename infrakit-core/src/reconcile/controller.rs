@@ -14,6 +14,8 @@ use super::backoff::Backoff;
 use super::event::{EngineEvent, Trigger};
 use super::fence::{Fence, Fenced};
 use super::guard::{GuardError, Guarded};
+use super::hook::{HeldAction, Hold, PlanHook, Review};
+use super::logical_ids::LogicalIdIndex;
 use super::options::EngineOptions;
 use super::plan::{Action, Cause, Member, Plan, PlanInput, RolloutStep, plan};
 use super::state::GroupState;
@@ -43,6 +45,7 @@ const HOLD_LIMIT: Duration = Duration::from_secs(30);
 /// What every controller of one leadership term shares.
 pub(crate) struct LeaderTerm {
     pub(crate) options: EngineOptions,
+    pub(crate) hooks: Vec<Arc<dyn PlanHook>>,
     pub(crate) events: broadcast::Sender<EngineEvent>,
     pub(crate) fence: Arc<Fence>,
     pub(crate) reports: mpsc::UnboundedSender<Report>,
@@ -143,10 +146,13 @@ impl Controller {
         let events = plugins.instance.events();
         let (status, status_rx) = watch::channel(Status::default());
         let owner = Owner {
+            options: term.options.for_group(&plugins.options),
+            held: Vec::new(),
             hash: spec.config_hash(),
+            logical_ids: Arc::new(LogicalIdIndex::new(&spec.allocation)),
             provider: Guarded::new(id.clone(), plugins, Arc::clone(&term.fence)),
             id: id.clone(),
-            spec,
+            spec: Arc::new(spec),
             destroying,
             state: GroupState::default(),
             term: Arc::clone(&term),
@@ -292,8 +298,15 @@ impl Schedule {
 /// Everything a controller owns.
 struct Owner {
     id: GroupId,
-    spec: GroupSpec,
+    /// The engine's options with the group's own applied.
+    options: EngineOptions,
+    /// What the plan hooks held at the last review (events are emitted when it changes).
+    held: Vec<HeldAction>,
+    /// The spec, shared with each pass (a pass never copies it).
+    spec: Arc<GroupSpec>,
+    /// Derived from the spec once, when it is set: its config hash and logical-ID index.
     hash: String,
+    logical_ids: Arc<LogicalIdIndex>,
     provider: Guarded,
     destroying: bool,
     state: GroupState,
@@ -338,7 +351,7 @@ async fn run(
     status: watch::Receiver<Status>,
     mut events: Option<InstanceEvents>,
 ) {
-    let opts = owner.term.options.clone();
+    let opts = owner.options.clone();
     let mut schedule = Schedule {
         generation: 0,
         passes: 0,
@@ -376,7 +389,7 @@ async fn run(
                             }
                         }
                     },
-                    ours = next_event(&mut events, &owner.id), if !held => {
+                    ours = next_event(&mut events, &owner.id), if !held && owner.options.wake_on_events => {
                         if ours {
                             break Trigger::ProviderEvent;
                         }
@@ -401,8 +414,10 @@ async fn run(
         let mut again = false;
         let span =
             tracing::info_span!("reconcile", group = %owner.id, trigger = ?reason, pass = number);
+        let pass_timeout = owner.options.pass_timeout;
         let result = {
-            let pass = owner.pass(number, generation).instrument(span);
+            let pass =
+                tokio::time::timeout(pass_timeout, owner.pass(number, generation)).instrument(span);
             tokio::pin!(pass);
             loop {
                 tokio::select! {
@@ -432,11 +447,15 @@ async fn run(
         metrics::counter!("infrakit_reconcile_passes_total", "group" => owner.id.to_string())
             .increment(1);
         let pass = match result {
-            Ok(p) => p,
-            Err(fenced) => {
+            Ok(Ok(p)) => p,
+            Ok(Err(fenced)) => {
                 owner.fenced(fenced);
                 return;
             }
+            Err(_) => Pass::failed(GroupError::TimedOut {
+                what: "reconcile pass".into(),
+                after: pass_timeout,
+            }),
         };
         let delay = owner.after_pass(pass, generation, &mut schedule);
         deadline = Instant::now() + delay.0;
@@ -555,10 +574,22 @@ impl Owner {
                 reply,
             } => {
                 let guarded = self.provider.with_plugins(plugins);
-                let r =
-                    observe_and_plan(&guarded, &mut self.state, &spec, &self.term.options, false)
-                        .await
-                        .map(|(_, plan)| plan);
+                let r = match observe_and_plan(
+                    &guarded,
+                    &mut self.state,
+                    &spec,
+                    None,
+                    &self.options,
+                    false,
+                )
+                .await
+                {
+                    Ok(mut seen) => {
+                        review(&self.term.hooks, &spec, &seen.members, &mut seen.plan, true).await;
+                        Ok(seen.plan)
+                    }
+                    Err(e) => Err(e),
+                };
                 let _ = reply.send(r);
                 None
             }
@@ -567,8 +598,10 @@ impl Owner {
 
     fn set_spec(&mut self, spec: GroupSpec, plugins: Option<GroupPlugins>) {
         self.hash = spec.config_hash();
-        self.spec = spec;
+        self.logical_ids = Arc::new(LogicalIdIndex::new(&spec.allocation));
+        self.spec = Arc::new(spec);
         if let Some(plugins) = plugins {
+            self.options = self.term.options.for_group(&plugins.options);
             self.resubscribe |= !Arc::ptr_eq(&plugins.instance, self.provider.instance());
             self.provider = self.provider.with_plugins(plugins);
         }
@@ -599,7 +632,7 @@ impl Owner {
         generation: u64,
         schedule: &mut Schedule,
     ) -> (Duration, Trigger) {
-        let opts = &self.term.options;
+        let opts = &self.options;
         if self.destroying {
             self.destroyed += pass.destroyed.len();
             self.answer_destroy(&pass, schedule);
@@ -688,13 +721,19 @@ impl Owner {
     /// One reconcile pass: observe, plan, publish, execute. `Err` only when fenced.
     async fn pass(&mut self, number: u64, generation: u64) -> Result<Pass, Fenced> {
         self.provider.holds()?;
-        let spec = self.spec.clone();
+        let spec = Arc::clone(&self.spec);
         let hash = self.hash.clone();
-        let (members, plan) = match observe_and_plan(
+        let logical_ids = Arc::clone(&self.logical_ids);
+        let Observed {
+            members,
+            mut plan,
+            health_error,
+        } = match observe_and_plan(
             &self.provider,
             &mut self.state,
             &spec,
-            &self.term.options,
+            Some((&hash, &logical_ids)),
+            &self.options,
             self.destroying,
         )
         .await
@@ -702,16 +741,38 @@ impl Owner {
             Ok(v) => v,
             Err(e) => return Ok(Pass::failed(e)),
         };
+        if !self.term.hooks.is_empty() && !plan.actions.is_empty() {
+            // The hooks are asked only behind a full fence check: a deposed leader's hook
+            // is never consulted, and what it approves still passes the fence per call.
+            match self.provider.check().await {
+                Ok(()) => {}
+                Err(Fenced::Unverified(e)) => return Ok(Pass::failed(GroupError::Store(e))),
+                Err(f) => return Err(f),
+            }
+            review(&self.term.hooks, &spec, &members, &mut plan, false).await;
+        }
+        self.report_held(&plan.held);
         let now = Instant::now();
-        self.publish(&members, &plan, number, generation);
+        self.publish(&members, &plan, number, generation, health_error);
         self.rollout(&spec, &hash, &plan, now);
         tracing::debug!(group = %self.id, plan = %plan, actions = plan.actions.len(), "planned");
         let observed: Vec<InstanceId> = members.iter().map(|m| m.id().clone()).collect();
-        if plan.actions.is_empty() {
+        let held: HashSet<usize> = plan.held.iter().map(|h| h.index).collect();
+        // A held action is looked at again when its deferral ends, or at the resync.
+        let wake_after = plan
+            .held
+            .iter()
+            .map(|h| match h.hold {
+                Hold::Deferred => h.retry_after.unwrap_or(self.options.resync),
+                Hold::Vetoed => self.options.resync,
+            })
+            .chain(plan.wake_after)
+            .min();
+        if plan.actions.len() == held.len() {
             return Ok(Pass {
                 acted: false,
                 converged: plan.converged() && !self.destroying,
-                wake_after: plan.wake_after,
+                wake_after,
                 observed: Some(observed),
                 destroyed: HashSet::new(),
                 error: None,
@@ -732,6 +793,9 @@ impl Owner {
             .iter()
             .cloned()
             .zip(sequences)
+            .enumerate()
+            .filter(|(i, _)| !held.contains(i))
+            .map(|(_, step)| step)
             .map(|(action, sequence)| -> BoxFuture<'_, Done> {
                 let desc = match &action {
                     Action::Destroy { id, .. } | Action::Adopt { id } => {
@@ -748,7 +812,7 @@ impl Owner {
             })
             .collect();
         let results: Vec<Done> = futures::stream::iter(steps)
-            .buffer_unordered(self.term.options.parallelism.max(1))
+            .buffer_unordered(self.options.parallelism.max(1))
             .collect()
             .await;
         let mut first_error = None;
@@ -782,7 +846,14 @@ impl Owner {
     }
 
     /// Publishes what a pass observed and planned.
-    fn publish(&self, members: &[Member], plan: &Plan, number: u64, generation: u64) {
+    fn publish(
+        &self,
+        members: &[Member],
+        plan: &Plan,
+        number: u64,
+        generation: u64,
+        health_error: Option<String>,
+    ) {
         let (mut healthy, mut unhealthy, mut unknown, mut outdated) = (0u32, 0u32, 0u32, 0u32);
         let statuses: Vec<MemberStatus> = members
             .iter()
@@ -819,13 +890,42 @@ impl Owner {
                 members: statuses,
                 update: Some(plan.update.clone()),
                 plan: Some(plan.explain()),
-                // This pass observed the provider; an error of its actions is set afterwards.
-                last_error: None,
+                // This pass observed the provider (failed health checks are the only error
+                // so far); an error of its actions is set afterwards.
+                last_error: health_error,
+                held: plan.held.clone(),
                 pass: number,
                 passes_started: 0,
             },
             generation,
         });
+    }
+
+    /// Emits an event for each hold that was not there at the last review.
+    fn report_held(&mut self, held: &[HeldAction]) {
+        let same = |a: &HeldAction, b: &HeldAction| {
+            a.action == b.action && a.hold == b.hold && a.reason == b.reason
+        };
+        for h in held {
+            if self.held.iter().any(|old| same(old, h)) {
+                continue;
+            }
+            tracing::info!(group = %self.id, action = %h.action, hold = %h.hold, reason = %h.reason, "plan hook held an action");
+            self.emit(match h.hold {
+                Hold::Vetoed => EngineEvent::ActionVetoed {
+                    group: self.id.clone(),
+                    action: h.action.clone(),
+                    reason: h.reason.clone(),
+                },
+                Hold::Deferred => EngineEvent::ActionDeferred {
+                    group: self.id.clone(),
+                    action: h.action.clone(),
+                    reason: h.reason.clone(),
+                    retry_after: h.retry_after,
+                },
+            });
+        }
+        self.held = held.to_vec();
     }
 
     /// Records and reports the planner's step in the rolling update's life.
@@ -998,7 +1098,7 @@ impl Owner {
         ids: &[InstanceId],
     ) -> Result<MembersDestroyed, GroupError> {
         self.provider.holds().map_err(|_| stopped())?;
-        let members = describe_retrying(&self.provider, &self.term.options).await?;
+        let members = describe_retrying(&self.provider, &self.options).await?;
         let not_members: Vec<InstanceId> = ids
             .iter()
             .filter(|i| !members.iter().any(|m| &m.id == *i))
@@ -1028,14 +1128,14 @@ impl Owner {
             .map(|d| -> BoxFuture<'_, Done> {
                 Box::pin(async move {
                     let r = this
-                        .destroy_member(spec, d, context, Cause::ScaleDown)
+                        .destroy_member(spec, d, context, Cause::Requested)
                         .await;
                     (d.id.clone(), r)
                 })
             })
             .collect();
         let results: Vec<Done> = futures::stream::iter(steps)
-            .buffer_unordered(self.term.options.parallelism.max(1))
+            .buffer_unordered(self.options.parallelism.max(1))
             .collect()
             .await;
         let mut outcome = MembersDestroyed {
@@ -1090,34 +1190,66 @@ async fn describe_retrying(
 }
 
 /// Observes the group (describe, then health) and plans `spec`: what passes and previews share.
+///
+/// `derived`: the spec's config hash and logical-ID index, when the caller keeps them with
+/// the spec (a controller); without them they are computed here, once.
 async fn observe_and_plan(
     provider: &Guarded,
     state: &mut GroupState,
     spec: &GroupSpec,
+    derived: Option<(&str, &LogicalIdIndex)>,
     opts: &EngineOptions,
     destroying: bool,
-) -> Result<(Vec<Member>, Plan), GroupError> {
+) -> Result<Observed, GroupError> {
     let descriptions = provider
         .describe()
         .await
         .map_err(|e: InstanceError| GroupError::from(e))?;
-    let healths = provider
+    let checks = provider
         .health(&spec.flavor.properties, &descriptions, opts.parallelism)
         .await;
+    let failed = checks.iter().filter(|c| c.is_err()).count();
+    let health_error = checks.iter().find_map(|c| c.as_ref().err()).map(|e| {
+        format!(
+            "{failed} of {} health checks failed (their members count as unknown): flavor plugin: {e}",
+            checks.len()
+        )
+    });
+    let healths: Vec<Option<Health>> = checks.into_iter().map(Result::ok).collect();
     let now = Instant::now();
     let members = state.observe(descriptions, healths, now);
     let in_flight = state.in_flight(now, opts.describe_lag);
-    let hash = spec.config_hash();
-    let clock = state.rollout.clock(&hash, now);
+    let computed;
+    let (hash, logical_ids) = match derived {
+        Some((hash, index)) => (hash, Some(index)),
+        None => {
+            computed = spec.config_hash();
+            (computed.as_str(), None)
+        }
+    };
+    let clock = state.rollout.clock(hash, now);
     let plan = plan(PlanInput {
         spec,
-        config_hash: &hash,
+        config_hash: hash,
         members: &members,
         in_flight: &in_flight,
         update: clock,
         destroying,
+        logical_ids,
     });
-    Ok((members, plan))
+    Ok(Observed {
+        members,
+        plan,
+        health_error,
+    })
+}
+
+/// What a pass or a preview observed and planned.
+struct Observed {
+    members: Vec<Member>,
+    plan: Plan,
+    /// Why some health checks failed (their members were planned as unknown), if any did.
+    health_error: Option<String>,
 }
 
 /// Plans a group that has no controller here (a new group, or a follower's view), reading
@@ -1126,10 +1258,34 @@ pub(crate) async fn preview_detached(
     spec: &GroupSpec,
     plugins: GroupPlugins,
     opts: &EngineOptions,
+    hooks: &[Arc<dyn PlanHook>],
     destroying: bool,
 ) -> Result<Plan, GroupError> {
+    let opts = opts.for_group(&plugins.options);
     let provider = Guarded::read_only(spec.id.clone(), plugins);
     let mut state = GroupState::default();
-    let (_, plan) = observe_and_plan(&provider, &mut state, spec, opts, destroying).await?;
-    Ok(plan)
+    let mut seen = observe_and_plan(&provider, &mut state, spec, None, &opts, destroying).await?;
+    review(hooks, spec, &seen.members, &mut seen.plan, true).await;
+    Ok(seen.plan)
+}
+
+/// Asks every hook about `plan` and records in it what they held.
+async fn review(
+    hooks: &[Arc<dyn PlanHook>],
+    spec: &GroupSpec,
+    members: &[Member],
+    plan: &mut Plan,
+    pretend: bool,
+) {
+    if hooks.is_empty() || plan.actions.is_empty() {
+        return;
+    }
+    let held = {
+        let mut r = Review::new(&spec.id, spec, plan, members, pretend);
+        for hook in hooks {
+            hook.review(&mut r).await;
+        }
+        r.held()
+    };
+    plan.held = held;
 }

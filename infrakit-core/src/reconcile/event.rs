@@ -99,6 +99,26 @@ pub enum EngineEvent {
         /// The error.
         error: String,
     },
+    /// A plan hook vetoed an action (emitted when a group's holds change).
+    ActionVetoed {
+        /// The group.
+        group: GroupId,
+        /// The action, in words.
+        action: String,
+        /// The hook's reason.
+        reason: String,
+    },
+    /// A plan hook deferred an action (emitted when a group's holds change).
+    ActionDeferred {
+        /// The group.
+        group: GroupId,
+        /// The action, in words.
+        action: String,
+        /// The hook's reason.
+        reason: String,
+        /// When it is reviewed again (`None`: at the next resync).
+        retry_after: Option<Duration>,
+    },
     /// A member created outside the controller was adopted.
     Adopted {
         /// The group.
@@ -170,6 +190,8 @@ impl EngineEvent {
             | Destroyed { group, .. }
             | DestroyFailed { group, .. }
             | Adopted { group, .. }
+            | ActionVetoed { group, .. }
+            | ActionDeferred { group, .. }
             | UpdateStarted { group, .. }
             | UpdateCompleted { group, .. }
             | UpdateFailed { group, .. }
@@ -220,6 +242,24 @@ impl std::fmt::Display for EngineEvent {
                 write!(f, "{group}: destroy of {id} failed: {error}")
             }
             Adopted { group, id } => write!(f, "{group}: adopted {id}"),
+            ActionVetoed {
+                group,
+                action,
+                reason,
+            } => write!(f, "{group}: {action} vetoed: {reason}"),
+            ActionDeferred {
+                group,
+                action,
+                reason,
+                retry_after,
+            } => match retry_after {
+                Some(d) => write!(
+                    f,
+                    "{group}: {action} deferred for {}: {reason}",
+                    crate::duration::format_duration(*d)
+                ),
+                None => write!(f, "{group}: {action} deferred: {reason}"),
+            },
             UpdateStarted {
                 group, outdated, ..
             } => write!(f, "{group}: rolling update of {outdated} started"),

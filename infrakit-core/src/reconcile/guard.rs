@@ -1,7 +1,9 @@
 //! The guarded provider path: the only way the engine calls a group's plugins.
 //!
 //! Invariants: every instance call waits for the plugin's (and the group's) rate limit and is
-//! timed into `infrakit_provider_call_seconds`; every mutation (`provision`, `label`,
+//! timed into `infrakit_provider_call_seconds`; every plugin call (instance and flavor) is
+//! bounded by the group's deadline for its operation and fails with `TimedOut` at it (a
+//! timed-out health check is a failed check: unknown, never unhealthy); every mutation (`provision`, `label`,
 //! `destroy`, and the flavor's `drain`) passes the term's [`Fence`] right before it is
 //! issued; `describe` answers only members (filtered by the group tag again, whatever the
 //! provider did); a destroy or drain of a description without the group's tag is refused.
@@ -14,6 +16,7 @@ use crate::id::{GroupId, InstanceId};
 use crate::instance::{Description, DestroyContext, InstanceError, InstanceSpec};
 use crate::plugins::GroupPlugins;
 use crate::tags::{GROUP_TAG, Tags};
+use crate::timeouts::PluginCall;
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use serde_json::Value;
@@ -103,6 +106,47 @@ impl Guarded {
         }
     }
 
+    /// A full fence check (the store's epoch included, within its trust): what a plan hook
+    /// is consulted behind.
+    pub(crate) async fn check(&self) -> Result<(), Fenced> {
+        self.fence().await
+    }
+
+    /// An instance call within its deadline, timed.
+    async fn instance_call<T>(
+        &self,
+        op: PluginCall,
+        call: impl Future<Output = Result<T, InstanceError>>,
+    ) -> Result<T, InstanceError> {
+        let after = self.plugins.timeouts.get(op);
+        timed(op.as_str(), async {
+            match tokio::time::timeout(after, call).await {
+                Ok(r) => r,
+                Err(_) => Err(InstanceError::TimedOut {
+                    operation: op,
+                    after,
+                }),
+            }
+        })
+        .await
+    }
+
+    /// A flavor call within its deadline.
+    async fn flavor_call<T>(
+        &self,
+        op: PluginCall,
+        call: impl Future<Output = Result<T, FlavorError>>,
+    ) -> Result<T, FlavorError> {
+        let after = self.plugins.timeouts.get(op);
+        match tokio::time::timeout(after, call).await {
+            Ok(r) => r,
+            Err(_) => Err(FlavorError::TimedOut {
+                operation: op,
+                after,
+            }),
+        }
+    }
+
     async fn fence(&self) -> Result<(), Fenced> {
         match &self.fence {
             Some(f) => f.check().await,
@@ -115,31 +159,70 @@ impl Guarded {
     pub(crate) async fn describe(&self) -> Result<Vec<Description>, InstanceError> {
         self.limited().await;
         let tags = Tags::new().with(GROUP_TAG, self.group.as_str());
-        let all = timed("describe", self.plugins.instance.describe(&tags, false)).await?;
+        let all = self
+            .instance_call(
+                PluginCall::Describe,
+                self.plugins.instance.describe(&tags, false),
+            )
+            .await?;
         Ok(all
             .into_iter()
             .filter(|d| d.tags.get(GROUP_TAG) == Some(self.group.as_str()))
             .collect())
     }
 
-    /// The flavor's answer for each member, `parallelism` at a time; `None` where the check
-    /// itself failed.
+    /// The flavor's answer for each member, `parallelism` at a time, or why the check
+    /// itself failed (timed out, the flavor unavailable).
     pub(crate) async fn health(
         &self,
         properties: &Value,
         descriptions: &[Description],
         parallelism: usize,
-    ) -> Vec<Option<Health>> {
+    ) -> Vec<Result<Health, FlavorError>> {
         let flavor = &self.plugins.flavor;
-        let checks: Vec<BoxFuture<'_, Option<Health>>> = descriptions
+        // A flavor that judges the group at once is asked once, under one deadline.
+        let batch = self
+            .flavor_call(PluginCall::Healthy, async {
+                flavor
+                    .healthy_batch(properties, descriptions)
+                    .await
+                    .transpose()
+            })
+            .await;
+        match batch {
+            Ok(None) => {}
+            Ok(Some(all)) if all.len() == descriptions.len() => {
+                return all.into_iter().map(Ok).collect();
+            }
+            Ok(Some(all)) => {
+                let e = FlavorError::Other {
+                    message: format!(
+                        "healthy_batch answered {} healths for {} members",
+                        all.len(),
+                        descriptions.len()
+                    ),
+                    transient: false,
+                };
+                return vec![Err(e); descriptions.len()];
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "batch health check failed: every member unknown");
+                return vec![Err(e); descriptions.len()];
+            }
+        }
+        let this = self;
+        let checks: Vec<BoxFuture<'_, Result<Health, FlavorError>>> = descriptions
             .iter()
-            .map(|d| -> BoxFuture<'_, Option<Health>> {
+            .map(|d| -> BoxFuture<'_, Result<Health, FlavorError>> {
                 Box::pin(async move {
-                    match flavor.healthy(properties, d).await {
-                        Ok(h) => Some(h),
+                    match this
+                        .flavor_call(PluginCall::Healthy, flavor.healthy(properties, d))
+                        .await
+                    {
+                        Ok(h) => Ok(h),
                         Err(e) => {
                             tracing::debug!(id = %d.id, error = %e, "health check failed: unknown");
-                            None
+                            Err(e)
                         }
                     }
                 })
@@ -159,24 +242,31 @@ impl Guarded {
         allocation: &Allocation,
         index: &Index,
     ) -> Result<InstanceSpec, FlavorError> {
-        self.plugins
-            .flavor
-            .prepare(properties, spec, allocation, index)
-            .await
+        self.flavor_call(
+            PluginCall::Prepare,
+            self.plugins
+                .flavor
+                .prepare(properties, spec, allocation, index),
+        )
+        .await
     }
 
     /// Creates a member.
     pub(crate) async fn provision(&self, spec: InstanceSpec) -> Result<InstanceId, GuardError> {
         self.limited().await;
         self.fence().await?;
-        Ok(timed("provision", self.plugins.instance.provision(spec)).await?)
+        Ok(self
+            .instance_call(PluginCall::Provision, self.plugins.instance.provision(spec))
+            .await?)
     }
 
     /// Labels a member.
     pub(crate) async fn label(&self, id: &InstanceId, labels: &Tags) -> Result<(), GuardError> {
         self.limited().await;
         self.fence().await?;
-        Ok(timed("label", self.plugins.instance.label(id, labels)).await?)
+        Ok(self
+            .instance_call(PluginCall::Label, self.plugins.instance.label(id, labels))
+            .await?)
     }
 
     /// Drains a member through the flavor, then destroys it; gone already counts as done.
@@ -188,14 +278,19 @@ impl Guarded {
     ) -> Result<(), GuardError> {
         self.member(member)?;
         self.fence().await?;
-        self.plugins.flavor.drain(properties, member).await?;
+        self.flavor_call(
+            PluginCall::Drain,
+            self.plugins.flavor.drain(properties, member),
+        )
+        .await?;
         self.limited().await;
         self.fence().await?;
-        match timed(
-            "destroy",
-            self.plugins.instance.destroy(&member.id, context),
-        )
-        .await
+        match self
+            .instance_call(
+                PluginCall::Destroy,
+                self.plugins.instance.destroy(&member.id, context),
+            )
+            .await
         {
             Ok(()) | Err(InstanceError::NotFound { .. }) => Ok(()),
             Err(e) => Err(e.into()),

@@ -14,6 +14,8 @@ pub(crate) mod controller;
 mod event;
 pub(crate) mod fence;
 mod guard;
+mod hook;
+mod logical_ids;
 mod options;
 mod plan;
 mod rate;
@@ -21,7 +23,9 @@ mod state;
 
 pub use backoff::Backoff;
 pub use event::{EngineEvent, Trigger};
-pub use options::EngineOptions;
+pub use hook::{HeldAction, Hold, PlanHook, Review, Verdict};
+pub use logical_ids::LogicalIdIndex;
+pub use options::{EngineOptions, GroupOptions};
 pub use plan::{
     Action, Cause, InFlight, Member, Plan, PlanInput, RolloutStep, UpdateClock, UpdateProgress,
     plan,

@@ -4,6 +4,7 @@
 //! (that is `commit(pretend = true)`), tested with plain data and benchmarked at 100,000
 //! members.
 
+use super::logical_ids::LogicalIdIndex;
 use crate::flavor::Health;
 use crate::group::{Allocation, GroupSpec};
 use crate::id::{InstanceId, LogicalId};
@@ -91,6 +92,9 @@ pub struct PlanInput<'a> {
     pub update: UpdateClock,
     /// True while the group is being destroyed: every member goes.
     pub destroying: bool,
+    /// The quorum allocation's index, built once per spec ([`LogicalIdIndex::new`]) and kept
+    /// with it. `None`, or one that does not fit the allocation: the planner builds its own.
+    pub logical_ids: Option<&'a LogicalIdIndex>,
 }
 
 /// Why an action is taken.
@@ -115,6 +119,9 @@ pub enum Cause {
     HealthUnknown,
     /// The group is being destroyed.
     GroupDestroyed,
+    /// Someone asked for these members to go (`destroy_instances`, `infrakit group
+    /// destroy-instances`).
+    Requested,
 }
 
 impl fmt::Display for Cause {
@@ -129,6 +136,7 @@ impl fmt::Display for Cause {
             Cause::Unhealthy => "unhealthy",
             Cause::HealthUnknown => "health unknown",
             Cause::GroupDestroyed => "group destroyed",
+            Cause::Requested => "requested",
         })
     }
 }
@@ -161,6 +169,23 @@ pub enum Action {
         /// The member.
         id: InstanceId,
     },
+}
+
+impl fmt::Display for Action {
+    /// `provision (scale up)`, `provision 10.0.0.3 (missing)`, `destroy i-3 (rolling
+    /// update)`, `adopt i-4`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::Provision {
+                logical_id: Some(l),
+                cause,
+                ..
+            } => write!(f, "provision {l} ({cause})"),
+            Action::Provision { cause, .. } => write!(f, "provision ({cause})"),
+            Action::Destroy { id, cause, .. } => write!(f, "destroy {id} ({cause})"),
+            Action::Adopt { id } => write!(f, "adopt {id}"),
+        }
+    }
 }
 
 /// The state of a rolling update in a plan.
@@ -213,6 +238,9 @@ pub struct Plan {
     pub wake_after: Option<Duration>,
     /// The step this plan makes in the rolling update's life, if any.
     pub rollout: Option<RolloutStep>,
+    /// The actions a [`PlanHook`](super::PlanHook) vetoed or deferred (they stay in
+    /// [`actions`](Self::actions) and are not executed); empty until a review.
+    pub held: Vec<super::HeldAction>,
     config_hash: String,
     quorum: bool,
 }
@@ -356,6 +384,10 @@ impl Plan {
         if let Some(w) = &self.waiting {
             line.push_str(&format!(" (waiting: {w})"));
         }
+        if !self.held.is_empty() {
+            let held: Vec<String> = self.held.iter().map(ToString::to_string).collect();
+            line.push_str(&format!("; held: {}", held.join("; ")));
+        }
         line
     }
 }
@@ -384,7 +416,7 @@ fn instances(n: usize) -> &'static str {
 /// let hash = spec.config_hash();
 /// let p = plan(PlanInput {
 ///     spec: &spec, config_hash: &hash, members: &[], in_flight: &InFlight::default(),
-///     update: UpdateClock::Idle, destroying: false,
+///     update: UpdateClock::Idle, destroying: false, logical_ids: None,
 /// });
 /// assert_eq!(p.actions.len(), 3);
 /// assert_eq!(p.explain(), "add 3 to reach 3");
@@ -480,6 +512,7 @@ fn plan_destroy(input: PlanInput<'_>) -> Plan {
         surge: 0,
         wake_after: None,
         rollout: None,
+        held: Vec::new(),
         config_hash: input.config_hash.to_owned(),
         quorum: input.spec.allocation.is_quorum(),
     }
@@ -675,6 +708,7 @@ fn plan_scaled(input: PlanInput<'_>, target: usize) -> Plan {
         surge,
         wake_after: None,
         rollout: None,
+        held: Vec::new(),
         config_hash: input.config_hash.to_owned(),
         quorum: false,
     }
@@ -710,16 +744,20 @@ fn destroy(m: &Member, context: DestroyContext, cause: Cause) -> Action {
 fn plan_quorum(input: PlanInput<'_>) -> Plan {
     let mut actions = Vec::new();
     let views = classify(&input, &mut actions);
-    let ids = input.spec.allocation.ids();
-    // Members by the position of their logical ID in the allocation: one hash lookup per
-    // member, borrowed keys, and an allocation only for a duplicated logical ID.
-    let position: HashMap<&str, usize> = ids
-        .iter()
-        .enumerate()
-        .map(|(i, l)| (l.as_str(), i))
-        .collect();
+    let allocation = &input.spec.allocation;
+    let ids = allocation.ids();
+    // Members by the position of their logical ID in the allocation: one lookup per member
+    // in the index kept with the spec, an allocation only for a duplicated logical ID. An
+    // index that does not answer for this allocation (a position naming another logical ID,
+    // or none for a member) is checked against one built here, so a wrong index can never
+    // make a member unknown.
+    let mut built: Option<LogicalIdIndex> = None;
+    if input.logical_ids.is_none_or(|i| !i.fits(allocation)) {
+        built = Some(LogicalIdIndex::new(allocation));
+    }
     let mut first: Vec<Option<&View<'_>>> = vec![None; ids.len()];
     let mut more: HashMap<usize, Vec<&View<'_>>> = HashMap::new();
+    let mut next = 0;
     for v in &views {
         let d = &v.m.description;
         let lid = d
@@ -727,8 +765,30 @@ fn plan_quorum(input: PlanInput<'_>) -> Plan {
             .as_ref()
             .map(LogicalId::as_str)
             .or_else(|| d.tags.get(LOGICAL_ID_TAG));
-        match lid.and_then(|l| position.get(l)) {
-            Some(&i) => match first[i] {
+        let position = lid.and_then(|l| {
+            // Providers mostly list members in the allocation's order: the place after the
+            // last member's is tried first (a compare of the ID, no hash, no random access).
+            if ids.get(next).is_some_and(|id| id.as_str() == l) {
+                return Some(next);
+            }
+            let index = match (&built, input.logical_ids) {
+                (Some(own), _) => own,
+                (None, Some(given)) => given,
+                (None, None) => return None,
+            };
+            match index.position(allocation, l) {
+                Some(i) => Some(i),
+                None if built.is_none() => built
+                    .insert(LogicalIdIndex::new(allocation))
+                    .position(allocation, l),
+                None => None,
+            }
+        });
+        if let Some(i) = position {
+            next = i + 1;
+        }
+        match position {
+            Some(i) => match first[i] {
                 None => first[i] = Some(v),
                 Some(f) => more.entry(i).or_insert_with(|| vec![f]).push(v),
             },
@@ -755,7 +815,7 @@ fn plan_quorum(input: PlanInput<'_>) -> Plan {
     };
     let mut unknown_replaced = false;
     for (i, lid) in ids.iter().enumerate() {
-        if input.in_flight.logical_ids.contains(lid) {
+        if !input.in_flight.logical_ids.is_empty() && input.in_flight.logical_ids.contains(lid) {
             settled = false;
             continue;
         }
@@ -865,6 +925,7 @@ fn plan_quorum(input: PlanInput<'_>) -> Plan {
         surge: 0,
         wake_after: None,
         rollout: None,
+        held: Vec::new(),
         config_hash: input.config_hash.to_owned(),
         quorum: true,
     }
@@ -945,6 +1006,9 @@ mod tests {
             self
         }
         fn plan(&self) -> Plan {
+            self.plan_indexed(None)
+        }
+        fn plan_indexed(&self, logical_ids: Option<&LogicalIdIndex>) -> Plan {
             let hash = self.current();
             plan(PlanInput {
                 spec: &self.spec,
@@ -953,6 +1017,7 @@ mod tests {
                 in_flight: &self.in_flight,
                 update: self.update,
                 destroying: false,
+                logical_ids,
             })
         }
     }
@@ -1373,6 +1438,28 @@ mod tests {
     }
 
     #[test]
+    fn quorum_plans_the_same_with_its_index_without_it_or_with_a_wrong_one() {
+        let c = Case::new(quorum(&["10.0.0.1", "10.0.0.2", "10.0.0.3"]))
+            .with("a", false, Some("10.0.0.1"), Health::Healthy)
+            .with("a-dup", true, Some("10.0.0.1"), Health::Healthy)
+            .with("b", false, Some("10.0.0.2"), Health::Healthy)
+            .with("stranger", false, Some("10.0.0.9"), Health::Healthy);
+        let own = LogicalIdIndex::new(&c.spec.allocation);
+        // Built for another spec: one of the same size in another order, and one of
+        // another size. Neither may make a member unknown or misplace it.
+        let reordered = LogicalIdIndex::new(&Allocation::logical_ids([
+            "10.0.0.3", "10.0.0.1", "10.0.0.2",
+        ]));
+        let other = LogicalIdIndex::new(&Allocation::logical_ids(["10.0.0.7", "10.0.0.8"]));
+        let same_size_other = LogicalIdIndex::new(&Allocation::logical_ids(["x", "y", "z"]));
+        let expected = c.plan();
+        assert_eq!(expected.count(Cause::Missing), 1);
+        for index in [&own, &reordered, &other, &same_size_other] {
+            assert_eq!(c.plan_indexed(Some(index)), expected);
+        }
+    }
+
+    #[test]
     fn quorum_duplicates_keep_the_up_to_date_healthy_one() {
         let c = Case::new(quorum(&["10.0.0.1"]))
             .with("old", true, Some("10.0.0.1"), Health::Healthy)
@@ -1429,6 +1516,7 @@ mod tests {
             in_flight: &c.in_flight,
             update: UpdateClock::Idle,
             destroying: true,
+            logical_ids: None,
         });
         assert_eq!(p.count(Cause::GroupDestroyed), 2);
         assert!(p.actions.iter().all(|a| matches!(

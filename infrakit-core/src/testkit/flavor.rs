@@ -33,6 +33,10 @@ pub enum FlavorRule {
     /// `drain` of the fixture's member returns (`Ok` or an error) within the fixture's
     /// `call_timeout`: it never hangs.
     DrainAnswers,
+    /// `healthy_batch` answers within the fixture's `settle`, and when it judges a batch
+    /// (`Some`), it gives one health per member, in order, the same as `healthy` does (a
+    /// flavor that answers per member, `None`, keeps this rule).
+    HealthyBatchAgrees,
 }
 
 impl FlavorRule {
@@ -43,6 +47,7 @@ impl FlavorRule {
         FlavorRule::PrepareIsDeterministic,
         FlavorRule::HealthyAnswers,
         FlavorRule::DrainAnswers,
+        FlavorRule::HealthyBatchAgrees,
     ];
 
     /// The rule's stable snake_case name.
@@ -53,6 +58,7 @@ impl FlavorRule {
             FlavorRule::PrepareIsDeterministic => "prepare_is_deterministic",
             FlavorRule::HealthyAnswers => "healthy_answers",
             FlavorRule::DrainAnswers => "drain_answers",
+            FlavorRule::HealthyBatchAgrees => "healthy_batch_agrees",
         }
     }
 
@@ -68,6 +74,9 @@ impl FlavorRule {
             FlavorRule::PrepareIsDeterministic => "two prepares of one input give equal specs",
             FlavorRule::HealthyAnswers => "healthy answers Ok (any health) in time",
             FlavorRule::DrainAnswers => "drain returns (Ok or an error) in time, never hangs",
+            FlavorRule::HealthyBatchAgrees => {
+                "healthy_batch, when it judges a batch, gives one health per member, as healthy does"
+            }
         }
     }
 }
@@ -185,6 +194,33 @@ async fn check<F: Flavor + ?Sized>(
                         fixture.description.id
                     ),
                     no.to_string(),
+                )),
+            }
+        }
+        FlavorRule::HealthyBatchAgrees => {
+            let d = &fixture.description;
+            let batch = [d.clone(), d.clone()];
+            let answer = bounded(
+                fixture.settle,
+                "healthy_batch",
+                flavor.healthy_batch(props, &batch),
+            )
+            .await;
+            let single = bounded(fixture.settle, "healthy", flavor.healthy(props, d)).await;
+            let expected = format!(
+                "healthy_batch of two copies of {} to answer None, or one health each, as \
+                 healthy does, within {:?}",
+                d.id, fixture.settle
+            );
+            match (answer, single) {
+                (Err(no), _) => Err(Outcome::failed(expected, no.to_string())),
+                (Ok(None), _) => Ok(()),
+                // What `healthy` itself answers is another rule's.
+                (Ok(Some(_)), Err(_) | Ok(Err(_))) => Ok(()),
+                (Ok(Some(Ok(all))), Ok(Ok(h))) if all == [h, h] => Ok(()),
+                (Ok(Some(all)), Ok(Ok(h))) => Err(Outcome::failed(
+                    expected,
+                    format!("{all:?} where healthy says {h:?}"),
                 )),
             }
         }
@@ -324,6 +360,7 @@ fn show_error(e: &FlavorError) -> String {
         FlavorError::InvalidProperties(_) => "InvalidProperties",
         FlavorError::Unavailable { .. } => "Unavailable",
         FlavorError::Refused { .. } => "Refused",
+        FlavorError::TimedOut { .. } => "TimedOut",
         FlavorError::Other { .. } => "Other",
     };
     format!("FlavorError::{variant} ({e})")

@@ -639,6 +639,7 @@ fn show_error(e: &InstanceError) -> String {
         InstanceError::Unavailable { .. } => "Unavailable",
         InstanceError::Conflict { .. } => "Conflict",
         InstanceError::Unsupported { .. } => "Unsupported",
+        InstanceError::TimedOut { .. } => "TimedOut",
         InstanceError::Provider { .. } => "Provider",
     };
     format!("InstanceError::{variant} ({e})")
