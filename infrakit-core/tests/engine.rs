@@ -123,14 +123,20 @@ async fn a_leads_b_follows(
     let b = replica(cloud, "b", flavor, store);
     a.leadership.gain();
     b.leadership.lose(Some("a".into()));
-    a.manager.wait_leading().await;
+    a.manager
+        .wait_leading(std::time::Duration::from_secs(30))
+        .await
+        .expect("this replica leads");
     (a, b)
 }
 
 async fn leader(cloud: &Simulator, flavor: &TestFlavor) -> Replica {
     let r = replica(cloud, "a", flavor, &MemoryStore::new());
     r.leadership.gain();
-    r.manager.wait_leading().await;
+    r.manager
+        .wait_leading(std::time::Duration::from_secs(30))
+        .await
+        .expect("this replica leads");
     r
 }
 
@@ -734,7 +740,10 @@ async fn a_new_leader_loads_the_spec_from_the_store() {
     let store = MemoryStore::new();
     let a = replica(&cloud, "a", &flavor, &store);
     a.leadership.gain();
-    a.manager.wait_leading().await;
+    a.manager
+        .wait_leading(std::time::Duration::from_secs(30))
+        .await
+        .expect("this replica leads");
     a.manager.commit(scaled("workers", 2), false).await.unwrap();
     converge(&a.manager, "workers").await;
     // The spec was persisted before it was applied.
@@ -753,7 +762,10 @@ async fn a_new_leader_loads_the_spec_from_the_store() {
 
     let b = replica(&cloud, "b", &flavor, &store);
     b.leadership.gain();
-    b.manager.wait_leading().await;
+    b.manager
+        .wait_leading(std::time::Duration::from_secs(30))
+        .await
+        .expect("this replica leads");
     converge(&b.manager, "workers").await;
     assert_eq!(b.manager.inspect().await.unwrap().len(), 1);
     assert_eq!(cloud.len(), 2, "the new leader adopted the fleet as it was");
@@ -971,7 +983,10 @@ async fn call_limits_belong_to_the_plugin_and_a_spec_can_tighten_them() {
     // Unlimited by default: converging takes no (paused) time at all beyond settling.
     let free = replica(&cloud, "free", &flavor, &MemoryStore::new());
     free.leadership.gain();
-    free.manager.wait_leading().await;
+    free.manager
+        .wait_leading(std::time::Duration::from_secs(30))
+        .await
+        .expect("this replica leads");
     let start = tokio::time::Instant::now();
     free.manager
         .commit(scaled("quick", 4), false)
@@ -999,7 +1014,10 @@ async fn call_limits_belong_to_the_plugin_and_a_spec_can_tighten_them() {
         .options(options())
         .build();
     manager.start();
-    manager.wait_leading().await;
+    manager
+        .wait_leading(std::time::Duration::from_secs(30))
+        .await
+        .expect("this replica leads");
     let start = tokio::time::Instant::now();
     manager.commit(scaled("a", 3), false).await.unwrap();
     manager.commit(scaled("b", 3), false).await.unwrap();
@@ -1087,7 +1105,11 @@ async fn a_failing_leadership_source_stops_all_mutations() {
     ));
     // Leadership back: a new term heals it.
     r.leadership.gain();
-    let term = r.manager.wait_leading().await;
+    let term = r
+        .manager
+        .wait_leading(std::time::Duration::from_secs(30))
+        .await
+        .expect("this replica leads");
     assert_eq!(term, leadership::Term(2));
     converge(&r.manager, "workers").await;
     assert_eq!(members(&cloud, "workers").len(), 2);
@@ -1124,7 +1146,10 @@ async fn a_destroy_survives_a_leader_change_and_the_new_leader_provisions_nothin
     a.leadership.lose(Some("b".into()));
     let mut events = b.manager.events();
     b.leadership.gain();
-    b.manager.wait_leading().await;
+    b.manager
+        .wait_leading(std::time::Duration::from_secs(30))
+        .await
+        .expect("this replica leads");
     // The new leader resumes the destroy (the flavor still refuses), provisioning nothing.
     until(
         &mut events,
@@ -1169,7 +1194,9 @@ async fn a_destroy_survives_a_restart_of_every_replica_on_a_file_store() {
         m
     };
     let a = start("a");
-    a.wait_leading().await;
+    a.wait_leading(std::time::Duration::from_secs(30))
+        .await
+        .expect("this replica leads");
     a.commit(scaled("cattle", 2), false).await.unwrap();
     converge(&a, "cattle").await;
     let stubborn = members(&cloud, "cattle")[0].id.clone();
@@ -1267,7 +1294,9 @@ async fn a_paused_leader_resumed_after_a_takeover_neither_writes_the_store_nor_m
     a.leadership.gain();
     let am = a.manager.clone();
     a_rt.run(async move {
-        am.wait_leading().await;
+        am.wait_leading(std::time::Duration::from_secs(30))
+            .await
+            .expect("this replica leads");
         am.commit(scaled("workers", 3), false).await.unwrap();
         converge(&am, "workers").await;
     })
@@ -1280,7 +1309,10 @@ async fn a_paused_leader_resumed_after_a_takeover_neither_writes_the_store_nor_m
     cloud.kill(&members(&cloud, "workers")[0].id);
     let mut b_events = b.manager.events();
     b.leadership.gain();
-    b.manager.wait_leading().await;
+    b.manager
+        .wait_leading(std::time::Duration::from_secs(30))
+        .await
+        .expect("this replica leads");
     until(&mut b_events, |e| {
         matches!(e, EngineEvent::EpochClaimed { .. })
     })

@@ -2,8 +2,8 @@
 
 use infrakit_core::*;
 use serde_json::json;
+use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 /// When set, [`writer_process`] becomes a writer that saves until it is killed.
 const CHILD_ENV: &str = "INFRAKIT_FILESTORE_WRITER";
@@ -57,9 +57,22 @@ fn writer_process() {
             let current = store.load().await.unwrap();
             let expected = current.map(|c| c.version);
             let next = expected.map_or(1, |v| v.0 + 1);
-            store.save(&spec_for(next), expected).await.unwrap();
+            let spec = spec_for(next);
+            println!("saving {next}");
+            store.save(&spec, expected).await.unwrap();
+            // Tells the parent this round has made progress (it kills only after one).
+            println!("saved {next}");
         }
     });
+}
+
+/// Whether a writer's temp file is in `dir` (a write under way, or left by a kill).
+fn has_temp(dir: &std::path::Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+    })
 }
 
 #[test]
@@ -78,27 +91,56 @@ fn a_writer_killed_mid_write_leaves_the_old_or_the_new_spec() {
             break;
         }
         let mut child = Command::new(&exe)
-            .args(["--exact", "writer_process", "--test-threads=1"])
+            .args([
+                "--exact",
+                "writer_process",
+                "--test-threads=1",
+                "--nocapture",
+            ])
             .env(CHILD_ENV, &path)
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        // A spread of kill times, deterministic per round.
-        std::thread::sleep(Duration::from_millis(40 + (round * 37) % 90));
+        // Once the writer has saved once this round (however slow the machine is to start
+        // it), the kill lands inside its next save, at a point spread over the save's whole
+        // length as the last one took (a low-discrepancy sequence over the rounds): right on
+        // any machine's speed, and the write itself is a large part of a save.
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut next = |what: &str| {
+            let mut line = String::new();
+            while !line.starts_with(what) {
+                line.clear();
+                assert!(
+                    out.read_line(&mut line).unwrap() > 0,
+                    "round {round}: the writer ended before {what:?}"
+                );
+            }
+            line.trim()
+                .trim_start_matches(what)
+                .trim()
+                .parse::<u64>()
+                .expect("the writer's progress line")
+        };
+        next("saving");
+        let save_start = std::time::Instant::now();
+        let saved = next("saved");
+        let save_took = save_start.elapsed();
+        next("saving");
+        if round % 2 == 0 {
+            // Even rounds: the moment a temp file shows, the writer is mid-write.
+            let deadline = std::time::Instant::now() + save_took * 4;
+            while !has_temp(dir.path()) && std::time::Instant::now() < deadline {
+                std::hint::spin_loop();
+            }
+        } else {
+            let fraction = (round as f64 * 0.618_033_988_75).fract();
+            std::thread::sleep(save_took.mul_f64(fraction));
+        }
         child.kill().unwrap(); // SIGKILL: no destructor, no flush
         child.wait().unwrap();
 
-        temps_seen += std::fs::read_dir(dir.path())
-            .unwrap()
-            .filter(|e| {
-                e.as_ref()
-                    .unwrap()
-                    .file_name()
-                    .to_string_lossy()
-                    .contains(".tmp-")
-            })
-            .count();
+        temps_seen += usize::from(has_temp(dir.path()));
 
         match rt.block_on(store.load()) {
             Ok(Some(loaded)) => {
@@ -107,6 +149,10 @@ fn a_writer_killed_mid_write_leaves_the_old_or_the_new_spec() {
                     loaded.version.0 >= last_version,
                     "the version went backwards"
                 );
+                assert!(
+                    loaded.version.0 >= saved,
+                    "round {round}: the save of version {saved} was lost in the crash"
+                );
                 last_version = loaded.version.0;
             }
             Ok(None) => assert_eq!(last_version, 0, "a saved spec disappeared"),
@@ -114,8 +160,8 @@ fn a_writer_killed_mid_write_leaves_the_old_or_the_new_spec() {
         }
     }
     assert!(
-        last_version >= 5,
-        "the writer made too little progress ({last_version}) to test anything"
+        last_version >= 40,
+        "each round saved at least once, yet the store is at version {last_version}"
     );
     assert!(
         temps_seen > 0,

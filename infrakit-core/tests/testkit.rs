@@ -201,6 +201,10 @@ enum FlavorBreak {
     NonDeterministic,
     HealthyErrors,
     DrainHangs,
+    /// Judges batches right: not broken (the rule's passing case).
+    BatchesRight,
+    /// Judges a batch of two with one health.
+    BatchMiscounts,
 }
 
 struct BrokenFlavor {
@@ -272,6 +276,24 @@ impl Flavor for BrokenFlavor {
             futures::future::pending::<()>().await;
         }
         Vanilla.drain(properties, d).await
+    }
+
+    async fn healthy_batch(
+        &self,
+        properties: &Value,
+        descriptions: &[Description],
+    ) -> Option<Result<Vec<Health>, FlavorError>> {
+        let mut all = Vec::new();
+        match self.mode {
+            FlavorBreak::BatchesRight => {
+                for d in descriptions {
+                    all.push(Vanilla.healthy(properties, d).await.ok()?);
+                }
+            }
+            FlavorBreak::BatchMiscounts => all.push(Health::Healthy),
+            _ => return None,
+        }
+        Some(Ok(all))
     }
 }
 
@@ -573,6 +595,26 @@ async fn a_healthy_that_errors_fails_healthy_answers() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_batch_health_that_agrees_with_healthy_keeps_every_rule_and_one_that_miscounts_fails() {
+    let right = check_flavor(
+        &BrokenFlavor::new(FlavorBreak::BatchesRight),
+        &flavor_fixture(),
+    )
+    .await;
+    assert!(right.passed(), "{right}");
+    let report = check_flavor(
+        &BrokenFlavor::new(FlavorBreak::BatchMiscounts),
+        &flavor_fixture(),
+    )
+    .await;
+    assert_only_failed(&report, &[FlavorRule::HealthyBatchAgrees.into()]);
+    let Some(Outcome::Failed { seen, .. }) = report.outcome(FlavorRule::HealthyBatchAgrees) else {
+        unreachable!()
+    };
+    assert!(seen.contains("[Healthy]"), "{seen}");
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_drain_that_never_returns_fails_drain_answers() {
     let started = tokio::time::Instant::now();
     let report = check_flavor(
@@ -663,7 +705,7 @@ async fn into_result_is_an_error_listing_the_broken_rules() {
         .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "the flavor plugin breaks 1 of 5 conformance rules: healthy_answers"
+        "the flavor plugin breaks 1 of 6 conformance rules: healthy_answers"
     );
     assert_eq!(err.report().failures().len(), 1);
 
@@ -700,6 +742,7 @@ fn rules_have_stable_names_and_descriptions() {
             "prepare_is_deterministic",
             "healthy_answers",
             "drain_answers",
+            "healthy_batch_agrees",
         ]
     );
     for rule in InstanceRule::ALL
