@@ -469,6 +469,9 @@ impl Instance for RemoteInstance {
 pub struct RemoteFlavor {
     client: Client,
     subtype: String,
+    /// Whether the plugin answers `Flavor.HealthyBatch`: unknown until asked, then known for
+    /// good (a Go plugin has no such method; an infrakit-rs flavor may answer per member).
+    batches: Arc<OnceCell<bool>>,
 }
 
 impl RemoteFlavor {
@@ -477,6 +480,7 @@ impl RemoteFlavor {
         Self {
             client,
             subtype: subtype.into(),
+            batches: Arc::default(),
         }
     }
 
@@ -556,6 +560,47 @@ impl Flavor for RemoteFlavor {
         };
         let _: TypeOk = self.client.call("Flavor.Drain", &req).await?;
         Ok(())
+    }
+
+    /// One `Flavor.HealthyBatch` round trip for the whole group when the plugin judges
+    /// batches; `None` (ask per member) for a flavor that does not, and for a plugin without
+    /// the method (Go), which is then never asked again.
+    async fn healthy_batch(
+        &self,
+        properties: &Value,
+        descriptions: &[Description],
+    ) -> Option<Result<Vec<Health>, FlavorError>> {
+        if self.batches.get() == Some(&false) {
+            return None;
+        }
+        if let Err(e) = self.ready().await {
+            return Some(Err(e));
+        }
+        let req = HealthyBatchReq {
+            kind: self.subtype.clone(),
+            properties: properties.clone(),
+            instances: descriptions.to_vec(),
+        };
+        let answer: Result<HealthyBatchResp, RpcError> =
+            self.client.call("Flavor.HealthyBatch", &req).await;
+        match answer {
+            Ok(HealthyBatchResp {
+                health: Some(all), ..
+            }) => {
+                let _ = self.batches.set(true);
+                Some(Ok(all))
+            }
+            Ok(HealthyBatchResp { health: None, .. }) => {
+                let _ = self.batches.set(false);
+                None
+            }
+            Err(e) if missing_method(&e) => {
+                tracing::debug!(plugin = %self.client.name(), "no Flavor.HealthyBatch: health per member");
+                let _ = self.batches.set(false);
+                None
+            }
+            Err(e) => Some(Err(e.into())),
+        }
     }
 }
 

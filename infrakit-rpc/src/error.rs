@@ -5,7 +5,7 @@
 use crate::wire::{ErrorObject, code};
 use infrakit_core::{
     Classify, ErrorKind, FlavorError, GroupError, GroupId, InstanceError, InstanceId,
-    MetadataError, SpecError,
+    MetadataError, SpecError, timeouts::PluginCall,
 };
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -135,10 +135,26 @@ fn spec_error(data: &Value, message: &str) -> SpecError {
     )
 }
 
+/// The operation and deadline of a remote `TimedOut`.
+fn timed_out(data: &Value) -> Option<(PluginCall, Duration)> {
+    let operation = data_str(data, "Operation")?.parse().ok()?;
+    let after = Duration::from_millis(data.get("AfterMs")?.as_u64()?);
+    Some((operation, after))
+}
+
+fn timed_out_extra(operation: PluginCall, after: Duration) -> Value {
+    json!({"Operation": operation.as_str(), "AfterMs": after.as_millis() as u64})
+}
+
 impl From<RpcError> for InstanceError {
     fn from(e: RpcError) -> Self {
         if let Some((message, data)) = remote_parts(&e) {
             let transient = data.get("Transient") == Some(&Value::Bool(true));
+            if let (Some("timed_out"), Some((operation, after))) =
+                (data_str(data, "Kind"), timed_out(data))
+            {
+                return InstanceError::TimedOut { operation, after };
+            }
             return match data_str(data, "Kind") {
                 Some("throttled") => InstanceError::Throttled {
                     message: message.to_owned(),
@@ -184,6 +200,11 @@ impl From<RpcError> for FlavorError {
     fn from(e: RpcError) -> Self {
         if let Some((message, data)) = remote_parts(&e) {
             let transient = data.get("Transient") == Some(&Value::Bool(true));
+            if let (Some("timed_out"), Some((operation, after))) =
+                (data_str(data, "Kind"), timed_out(data))
+            {
+                return FlavorError::TimedOut { operation, after };
+            }
             return match data_str(data, "Kind") {
                 Some("invalid") => FlavorError::InvalidProperties(spec_error(data, message)),
                 Some("unavailable") => FlavorError::Unavailable {
@@ -297,6 +318,9 @@ impl ToErrorObject for InstanceError {
             InstanceError::NotFound { id } => object(m, t, "not_found", json!({"ID": id})),
             InstanceError::InvalidProperties(s) => object(m, t, "invalid", spec_extra(s)),
             InstanceError::Unsupported { .. } => object(m, t, "unsupported", Value::Null),
+            InstanceError::TimedOut { operation, after } => {
+                object(m, t, "timed_out", timed_out_extra(*operation, *after))
+            }
             // Kinds this version does not know travel as provider errors, transient or not.
             InstanceError::Provider { .. } | _ => object(m, t, "provider", Value::Null),
         }
@@ -311,6 +335,9 @@ impl ToErrorObject for FlavorError {
             FlavorError::InvalidProperties(s) => object(m, t, "invalid", spec_extra(s)),
             FlavorError::Unavailable { .. } => object(m, t, "unavailable", Value::Null),
             FlavorError::Refused { .. } => object(m, t, "refused", Value::Null),
+            FlavorError::TimedOut { operation, after } => {
+                object(m, t, "timed_out", timed_out_extra(*operation, *after))
+            }
             FlavorError::Other { .. } | _ => object(m, t, "other", Value::Null),
         }
     }
@@ -391,6 +418,31 @@ mod tests {
             "group workers: 1 destroyed, 1 remain; the rest is retried: i-2 refuses to drain"
         );
         assert_eq!(back, e);
+        assert!(back.is_transient());
+    }
+
+    #[test]
+    fn a_timeout_crosses_the_wire_typed() {
+        let remote = |o: ErrorObject| RpcError::Remote {
+            plugin: "p".into(),
+            method: "Instance.Provision".into(),
+            code: o.code,
+            message: o.message,
+            data: o.data,
+        };
+        let e = InstanceError::TimedOut {
+            operation: PluginCall::Provision,
+            after: Duration::from_secs(120),
+        };
+        let wire = e.to_error_object();
+        assert_eq!(wire.message, "provision timed out after 2m");
+        assert_eq!(InstanceError::from(remote(wire)), e);
+        let f = FlavorError::TimedOut {
+            operation: PluginCall::Healthy,
+            after: Duration::from_millis(1500),
+        };
+        let back = FlavorError::from(remote(f.to_error_object()));
+        assert_eq!(back, f);
         assert!(back.is_transient());
     }
 }

@@ -411,6 +411,18 @@ impl PluginServer {
                     health,
                 })
             }
+            "Flavor.HealthyBatch" => {
+                let r: HealthyBatchReq = decode(params)?;
+                let p = selector.pick(&self.flavors, "flavor")?;
+                let health = match p.healthy_batch(&r.properties, &r.instances).await {
+                    None => None,
+                    Some(answer) => Some(answer.map_err(|e| e.to_error_object())?),
+                };
+                ok(&HealthyBatchResp {
+                    kind: r.kind,
+                    health,
+                })
+            }
             "Flavor.Drain" => {
                 let r: InstanceReq = decode(params)?;
                 let p = selector.pick(&self.flavors, "flavor")?;

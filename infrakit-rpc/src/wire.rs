@@ -273,6 +273,32 @@ pub struct HealthResp {
     pub health: Health,
 }
 
+/// `Flavor.HealthyBatch` params (infrakit-rs only; Go plugins have no such method).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct HealthyBatchReq {
+    /// The subtype.
+    #[serde(rename = "Type", default)]
+    pub kind: String,
+    /// The flavor properties.
+    #[serde(rename = "Properties", default)]
+    pub properties: Value,
+    /// The members, in the order of the answer.
+    #[serde(rename = "Instances")]
+    pub instances: Vec<Description>,
+}
+
+/// `Flavor.HealthyBatch` result: one health per member, or `null` when the flavor answers
+/// per member (the client then asks `Flavor.Healthy` for each).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct HealthyBatchResp {
+    /// The subtype.
+    #[serde(rename = "Type", default)]
+    pub kind: String,
+    /// 0 unknown, 1 healthy, 2 unhealthy, per member; `null`: ask per member.
+    #[serde(rename = "Health")]
+    pub health: Option<Vec<Health>>,
+}
+
 /// `Group.CommitGroup` params.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct CommitReq {

@@ -138,6 +138,9 @@ pub async fn leading_manager() -> (infrakit_core::Manager, infrakit_core::Simula
         .options(EngineOptions::default().resync(std::time::Duration::from_millis(100)))
         .build();
     manager.start();
-    manager.wait_leading().await;
+    manager
+        .wait_leading(std::time::Duration::from_secs(30))
+        .await
+        .expect("this replica leads");
     (manager, cloud)
 }

@@ -673,3 +673,34 @@ async fn an_unresolved_group_name_is_an_error_when_several_are_served() {
         "{r}"
     );
 }
+
+/// A Go flavor has no `Flavor.HealthyBatch`: the client asks once, then per member for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_go_flavor_is_asked_health_per_member_after_one_probe() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("flavor");
+    let fake = fake_plugin(&socket, |method, _| match method {
+        "Handshake.Hello" => Err(cant_find("Handshake.Hello")),
+        "Handshake.Implements" => Ok(json!({"APIs": [{"Name": "Flavor", "Version": "0.1.0"}]})),
+        "Flavor.Healthy" => Ok(json!({"Type": "", "Health": 1})),
+        other => Err(cant_find(other)),
+    });
+    let flavor = infrakit_rpc::RemoteFlavor::new(Client::new("flavor", &socket), "");
+    let members = [
+        Description::new("i-1", Tags::new()),
+        Description::new("i-2", Tags::new()),
+    ];
+    for _ in 0..3 {
+        assert_eq!(flavor.healthy_batch(&json!({}), &members).await, None);
+    }
+    for m in &members {
+        assert_eq!(
+            flavor.healthy(&json!({}), m).await.unwrap(),
+            Health::Healthy
+        );
+    }
+    let asked = methods(&fake.requests.lock().unwrap());
+    let probes = asked.iter().filter(|m| *m == "Flavor.HealthyBatch").count();
+    assert_eq!(probes, 1, "{asked:?}");
+    assert_eq!(asked.iter().filter(|m| *m == "Flavor.Healthy").count(), 2);
+}

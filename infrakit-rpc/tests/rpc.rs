@@ -725,7 +725,10 @@ async fn a_manager_drives_remote_plugins_found_in_the_plugin_directory() {
         )
         .build();
     manager.start();
-    manager.wait_leading().await;
+    manager
+        .wait_leading(std::time::Duration::from_secs(30))
+        .await
+        .expect("this replica leads");
     let spec = GroupSpec::new(
         "workers",
         PluginSpec::new("simulator", json!({"image": "v1"})),
@@ -773,4 +776,102 @@ async fn a_manager_drives_remote_plugins_found_in_the_plugin_directory() {
         "{e}"
     );
     manager.shutdown().await;
+}
+
+/// A flavor that judges a group at once: healthy when tagged `up=yes`.
+struct Judge;
+
+#[async_trait]
+impl Flavor for Judge {
+    async fn validate(&self, _: &Value, _: &Allocation) -> Result<(), FlavorError> {
+        Ok(())
+    }
+    async fn prepare(
+        &self,
+        _: &Value,
+        spec: InstanceSpec,
+        _: &Allocation,
+        _: &Index,
+    ) -> Result<InstanceSpec, FlavorError> {
+        Ok(spec)
+    }
+    async fn healthy(&self, _: &Value, _: &Description) -> Result<Health, FlavorError> {
+        Err(FlavorError::Refused {
+            message: "asked per member".into(),
+        })
+    }
+    async fn drain(&self, _: &Value, _: &Description) -> Result<(), FlavorError> {
+        Ok(())
+    }
+    async fn healthy_batch(
+        &self,
+        _: &Value,
+        descriptions: &[Description],
+    ) -> Option<Result<Vec<Health>, FlavorError>> {
+        if descriptions
+            .iter()
+            .any(|d| d.tags.get("up") == Some("broken"))
+        {
+            return Some(Err(FlavorError::Unavailable {
+                message: "no node listing".into(),
+                retry_after: None,
+            }));
+        }
+        Some(Ok(descriptions
+            .iter()
+            .map(|d| match d.tags.get("up") {
+                Some("yes") => Health::Healthy,
+                _ => Health::Unhealthy,
+            })
+            .collect()))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_health_crosses_the_wire_in_one_call_and_per_member_flavors_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = PluginDir::new(dir.path());
+    let _server = PluginServer::new()
+        .flavor("judge", Arc::new(Judge))
+        .flavor("vanilla", Arc::new(flavor::Vanilla))
+        .serve(plugins.socket("flavors"))
+        .await
+        .unwrap();
+    let members: Vec<Description> = (0..1000)
+        .map(|i| {
+            let up = if i % 2 == 0 { "yes" } else { "no" };
+            Description::new(format!("i-{i}").as_str(), Tags::new().with("up", up))
+        })
+        .collect();
+
+    let judge = plugins.flavor("flavors/judge");
+    let all = judge
+        .healthy_batch(&json!({}), &members)
+        .await
+        .expect("the judge answers batches")
+        .unwrap();
+    assert_eq!(all.len(), 1000);
+    assert!(all.iter().step_by(2).all(|h| *h == Health::Healthy));
+    assert!(
+        all.iter()
+            .skip(1)
+            .step_by(2)
+            .all(|h| *h == Health::Unhealthy)
+    );
+    // The flavor's error comes back typed.
+    let broken = [Description::new("b", Tags::new().with("up", "broken"))];
+    let e = judge
+        .healthy_batch(&json!({}), &broken)
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(e, FlavorError::Unavailable { .. }), "{e:?}");
+
+    // A flavor that answers per member says so; the engine then asks `Flavor.Healthy`.
+    let vanilla = plugins.flavor("flavors/vanilla");
+    assert_eq!(vanilla.healthy_batch(&json!({}), &members).await, None);
+    assert_eq!(
+        vanilla.healthy(&json!({}), &members[0]).await.unwrap(),
+        Health::Healthy
+    );
 }
