@@ -10,6 +10,7 @@ use infrakit_core::{
 use infrakit_template::Engine;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The tag (and engine label) that links an instance to the swarm node it becomes.
@@ -89,6 +90,8 @@ pub struct SwarmFlavor {
     role: Role,
     templates: Engine,
     sequence: std::sync::Arc<AtomicU64>,
+    /// Node listings made so far (shared by clones).
+    listings: std::sync::Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for SwarmFlavor {
@@ -121,7 +124,19 @@ impl SwarmFlavor {
             role,
             templates: Engine::new(),
             sequence: std::sync::Arc::new(AtomicU64::new(0)),
+            listings: std::sync::Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// How many times this flavor (and its clones) listed the swarm's nodes: one per
+    /// `healthy`, `drain`, and per *batch* of health checks, whatever its size.
+    pub fn node_listings(&self) -> u64 {
+        self.listings.load(Ordering::Relaxed)
+    }
+
+    async fn list_nodes(&self) -> Result<Vec<Node>, FlavorError> {
+        self.listings.fetch_add(1, Ordering::Relaxed);
+        self.docker.list_nodes(None).await.map_err(unavailable)
     }
 
     fn link(&self) -> String {
@@ -135,35 +150,108 @@ impl SwarmFlavor {
 
     /// The node a member became, by its link label or else its address.
     async fn node_of(&self, d: &Description) -> Result<Option<Node>, FlavorError> {
-        let nodes = self.docker.list_nodes(None).await.map_err(unavailable)?;
-        let link = d.tags.get(LINK_LABEL);
-        let by_link = nodes.iter().find(|n| {
-            link.is_some()
-                && n.description
-                    .as_ref()
-                    .and_then(|x| x.engine.as_ref())
-                    .and_then(|e| e.labels.as_ref())
-                    .and_then(|l| l.get(LINK_LABEL))
-                    .map(String::as_str)
-                    == link
-        });
-        if let Some(n) = by_link {
-            return Ok(Some(n.clone()));
-        }
-        let lid = d.effective_logical_id();
-        // A manager's `Status.Addr` may read 0.0.0.0; its Raft address (`ip:2377`) does not.
-        let raft_host = |n: &Node| {
-            n.manager_status
+        let nodes = self.list_nodes().await?;
+        let found = Nodes::new(&nodes).of(d);
+        Ok(found.cloned())
+    }
+}
+
+/// A node listing indexed by what links a member to its node: built once per listing, so
+/// finding the nodes of a whole group costs one lookup per member.
+struct Nodes<'a> {
+    by_link: HashMap<&'a str, &'a Node>,
+    by_addr: HashMap<&'a str, &'a Node>,
+}
+
+impl<'a> Nodes<'a> {
+    fn new(nodes: &'a [Node]) -> Self {
+        let mut by_link = HashMap::with_capacity(nodes.len());
+        let mut by_addr = HashMap::with_capacity(nodes.len());
+        for n in nodes {
+            let link = n
+                .description
+                .as_ref()
+                .and_then(|x| x.engine.as_ref())
+                .and_then(|e| e.labels.as_ref())
+                .and_then(|l| l.get(LINK_LABEL));
+            if let Some(link) = link {
+                by_link.entry(link.as_str()).or_insert(n);
+            }
+            // A manager's `Status.Addr` may read 0.0.0.0; its Raft address (`ip:2377`) does
+            // not. The first node in the listing with either address wins.
+            if let Some(addr) = n.status.as_ref().and_then(|s| s.addr.as_deref()) {
+                by_addr.entry(addr).or_insert(n);
+            }
+            let raft_host = n
+                .manager_status
                 .as_ref()
                 .and_then(|m| m.addr.as_deref())
-                .and_then(|a| a.rsplit_once(':').map(|(host, _)| host.to_owned()))
-        };
-        Ok(nodes.into_iter().find(|n| {
-            lid.as_ref().is_some_and(|l| {
-                n.status.as_ref().and_then(|s| s.addr.as_deref()) == Some(l.as_str())
-                    || raft_host(n).as_deref() == Some(l.as_str())
-            })
-        }))
+                .and_then(|a| a.rsplit_once(':').map(|(host, _)| host));
+            if let Some(host) = raft_host {
+                by_addr.entry(host).or_insert(n);
+            }
+        }
+        Self { by_link, by_addr }
+    }
+
+    /// The node a member became: the one whose engine carries its link label, or else the
+    /// one whose address is its logical ID.
+    fn of(&self, d: &Description) -> Option<&'a Node> {
+        if let Some(n) = d.tags.get(LINK_LABEL).and_then(|l| self.by_link.get(l)) {
+            return Some(n);
+        }
+        let lid = d.effective_logical_id()?;
+        self.by_addr.get(lid.as_str()).copied()
+    }
+}
+
+/// The health of many members of one role from one node listing, in their order: what
+/// [`SwarmFlavor`]'s batch health check answers, on a listing you already have. One pass over
+/// the nodes, then one lookup per member.
+///
+/// ```
+/// use bollard::models::Node;
+/// use infrakit_core::{Description, Health, Tags};
+/// use infrakit_swarm::{LINK_LABEL, Role, health_of};
+///
+/// let node: Node = serde_json::from_value(serde_json::json!({
+///     "ID": "n1",
+///     "Description": {"Engine": {"Labels": {LINK_LABEL: "l-1"}}},
+///     "Status": {"State": "ready", "Addr": "10.0.0.5"},
+/// }))
+/// .unwrap();
+/// let joined = Description::new("i-1", Tags::new().with(LINK_LABEL, "l-1"));
+/// let booting = Description::new("i-2", Tags::new().with(LINK_LABEL, "l-2"));
+/// assert_eq!(
+///     health_of(&[node], Role::Worker, &[joined, booting]),
+///     vec![Health::Healthy, Health::Unknown]
+/// );
+/// ```
+pub fn health_of(nodes: &[Node], role: Role, descriptions: &[Description]) -> Vec<Health> {
+    let nodes = Nodes::new(nodes);
+    descriptions
+        .iter()
+        .map(|d| judge(nodes.of(d), role))
+        .collect()
+}
+
+/// A member's health from its node (none yet: unknown).
+fn judge(node: Option<&Node>, role: Role) -> Health {
+    let Some(node) = node else {
+        return Health::Unknown;
+    };
+    let state = node.status.as_ref().and_then(|s| s.state);
+    let reachable = node.manager_status.as_ref().and_then(|m| m.reachability);
+    match (state, role) {
+        (Some(NodeState::READY), Role::Worker) => Health::Healthy,
+        (Some(NodeState::READY), Role::Manager) if reachable == Some(Reachability::REACHABLE) => {
+            Health::Healthy
+        }
+        (Some(NodeState::READY), Role::Manager) if reachable == Some(Reachability::UNREACHABLE) => {
+            Health::Unhealthy
+        }
+        (Some(NodeState::DOWN | NodeState::DISCONNECTED), _) => Health::Unhealthy,
+        _ => Health::Unknown,
     }
 }
 
@@ -264,26 +352,21 @@ impl Flavor for SwarmFlavor {
     }
 
     async fn healthy(&self, _: &Value, d: &Description) -> Result<Health, FlavorError> {
-        let Some(node) = self.node_of(d).await? else {
-            return Ok(Health::Unknown);
-        };
-        let state = node.status.as_ref().and_then(|s| s.state);
-        let reachable = node.manager_status.as_ref().and_then(|m| m.reachability);
-        Ok(match (state, self.role) {
-            (Some(NodeState::READY), Role::Worker) => Health::Healthy,
-            (Some(NodeState::READY), Role::Manager)
-                if reachable == Some(Reachability::REACHABLE) =>
-            {
-                Health::Healthy
-            }
-            (Some(NodeState::READY), Role::Manager)
-                if reachable == Some(Reachability::UNREACHABLE) =>
-            {
-                Health::Unhealthy
-            }
-            (Some(NodeState::DOWN | NodeState::DISCONNECTED), _) => Health::Unhealthy,
-            _ => Health::Unknown,
-        })
+        let nodes = self.list_nodes().await?;
+        Ok(judge(Nodes::new(&nodes).of(d), self.role))
+    }
+
+    /// The whole group from one node listing.
+    async fn healthy_batch(
+        &self,
+        _: &Value,
+        descriptions: &[Description],
+    ) -> Option<Result<Vec<Health>, FlavorError>> {
+        Some(
+            self.list_nodes()
+                .await
+                .map(|nodes| health_of(&nodes, self.role, descriptions)),
+        )
     }
 
     async fn drain(&self, _: &Value, d: &Description) -> Result<(), FlavorError> {
@@ -323,6 +406,116 @@ impl Flavor for SwarmFlavor {
                 .delete_node(&id, Some(DeleteNodeOptions { force: true }))
                 .await
                 .map_err(unavailable),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use infrakit_core::Tags;
+
+    /// A node as the engine lists it (`GET /nodes`), as JSON.
+    fn node(i: usize, state: &str, link: Option<&str>, raft: Option<(&str, &str)>) -> Node {
+        let mut n = json!({
+            "ID": format!("node-{i}"),
+            "Description": {"Engine": {"Labels": {}}},
+            "Status": {"State": state, "Addr": format!("10.1.{}.{}", i / 250, i % 250)},
+        });
+        if let Some(link) = link {
+            n["Description"]["Engine"]["Labels"][LINK_LABEL] = json!(link);
+        }
+        if let Some((addr, reachability)) = raft {
+            n["Status"]["Addr"] = json!("0.0.0.0");
+            n["ManagerStatus"] =
+                json!({"Addr": format!("{addr}:2377"), "Reachability": reachability});
+        }
+        serde_json::from_value(n).expect("a node")
+    }
+
+    fn member(link: Option<&str>, lid: Option<&str>) -> Description {
+        let mut tags = Tags::new();
+        if let Some(link) = link {
+            tags = tags.with(LINK_LABEL, link);
+        }
+        let mut d = Description::new("i", tags);
+        d.logical_id = lid.map(Into::into);
+        d
+    }
+
+    #[test]
+    fn members_find_their_nodes_by_link_then_by_address() {
+        let nodes = vec![
+            node(0, "ready", Some("l-0"), None),
+            node(1, "down", Some("l-1"), None),
+            node(2, "ready", None, Some(("10.0.0.2", "reachable"))),
+            node(3, "ready", None, Some(("10.0.0.3", "unreachable"))),
+            node(4, "ready", None, None),
+        ];
+        let index = Nodes::new(&nodes);
+        let id = |d: &Description| index.of(d).and_then(|n| n.id.clone());
+        assert_eq!(id(&member(Some("l-0"), None)).as_deref(), Some("node-0"));
+        // The link wins over the address.
+        assert_eq!(
+            id(&member(Some("l-1"), Some("10.0.0.2"))).as_deref(),
+            Some("node-1")
+        );
+        // A manager by its Raft address (its status address reads 0.0.0.0).
+        assert_eq!(
+            id(&member(None, Some("10.0.0.2"))).as_deref(),
+            Some("node-2")
+        );
+        // A worker by its status address; a link nobody carries falls back to it.
+        assert_eq!(
+            id(&member(Some("l-9"), Some("10.1.0.4"))).as_deref(),
+            Some("node-4")
+        );
+        assert_eq!(id(&member(None, None)), None);
+        assert_eq!(id(&member(Some("l-9"), Some("10.9.9.9"))), None);
+
+        let health = |d: &Description, role| judge(index.of(d), role);
+        assert_eq!(
+            health(&member(Some("l-0"), None), Role::Worker),
+            Health::Healthy
+        );
+        assert_eq!(
+            health(&member(Some("l-1"), None), Role::Worker),
+            Health::Unhealthy
+        );
+        assert_eq!(
+            health(&member(None, Some("10.0.0.2")), Role::Manager),
+            Health::Healthy
+        );
+        assert_eq!(
+            health(&member(None, Some("10.0.0.3")), Role::Manager),
+            Health::Unhealthy
+        );
+        assert_eq!(health(&member(None, None), Role::Worker), Health::Unknown);
+    }
+
+    #[test]
+    fn a_group_of_a_thousand_is_judged_from_one_listing() {
+        let nodes: Vec<Node> = (0..1000)
+            .map(|i| {
+                let state = if i % 10 == 0 { "down" } else { "ready" };
+                node(i, state, Some(&format!("l-{i}")), None)
+            })
+            .collect();
+        let index = Nodes::new(&nodes);
+        let members: Vec<Description> = (0..1001)
+            .map(|i| member(Some(&format!("l-{i}")), None))
+            .collect();
+        let healths: Vec<Health> = members
+            .iter()
+            .map(|d| judge(index.of(d), Role::Worker))
+            .collect();
+        for (i, h) in healths.iter().enumerate() {
+            let want = match i {
+                1000 => Health::Unknown,
+                i if i % 10 == 0 => Health::Unhealthy,
+                _ => Health::Healthy,
+            };
+            assert_eq!(*h, want, "member {i}");
         }
     }
 }

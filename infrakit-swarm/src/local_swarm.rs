@@ -345,7 +345,8 @@ impl LocalSwarm {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         };
-        tokio::time::timeout(timeout, manager.wait_leading())
+        manager
+            .wait_leading(timeout)
             .await
             .map_err(|_| "the seed's replica never led (is the swarm initialised?)")?;
         let mut plans = Vec::new();

@@ -248,7 +248,10 @@ async fn a_controller_replaces_a_killed_container_keeping_its_ip_and_volume() {
         )
         .build();
     manager.start();
-    manager.wait_leading().await;
+    manager
+        .wait_leading(std::time::Duration::from_secs(30))
+        .await
+        .expect("this replica leads");
     let ips = ["10.213.3.10", "10.213.3.11"];
     let mut alloc = Allocation::logical_ids(ips);
     for (i, ip) in ips.iter().enumerate() {

@@ -270,6 +270,33 @@ async fn the_flavor_joins_judges_and_drains_real_nodes() {
         2
     );
 
+    // A whole group at once: one node listing for a thousand members, whatever the size.
+    let mut batch = vec![m_desc.clone(), w_desc.clone()];
+    batch.extend((0..998).map(|i| {
+        Description::new(
+            format!("x-{i}").as_str(),
+            infrakit_core::Tags::new().with(LINK_LABEL, format!("nobody-{i}")),
+        )
+    }));
+    let before = workers.node_listings();
+    let healths = workers
+        .healthy_batch(&json!({}), &batch)
+        .await
+        .expect("the swarm flavor answers batches")
+        .unwrap();
+    assert_eq!(workers.node_listings(), before + 1, "one listing per batch");
+    assert_eq!(healths.len(), batch.len());
+    assert_eq!(healths[1], Health::Healthy);
+    assert!(healths[2..].iter().all(|h| *h == Health::Unknown));
+    let before = managers.node_listings();
+    let healths = managers
+        .healthy_batch(&json!({}), &batch[..1])
+        .await
+        .expect("the swarm flavor answers batches")
+        .unwrap();
+    assert_eq!(healths, vec![Health::Healthy]);
+    assert_eq!(managers.node_listings(), before + 1);
+
     // Drain: the manager is really demoted, the worker really removed.
     managers.drain(&json!({}), &m_desc).await.unwrap();
     workers.drain(&json!({}), &w_desc).await.unwrap();
