@@ -365,7 +365,10 @@ async fn the_engine_replaces_a_terminated_member_with_the_same_ip_and_volume() {
         )
         .build();
     manager.start();
-    manager.wait_leading().await;
+    manager
+        .wait_leading(std::time::Duration::from_secs(30))
+        .await
+        .expect("this replica leads");
     let ami = image(&client).await;
     manager
         .commit(
@@ -661,7 +664,10 @@ async fn a_pass_over_500_instances_costs_the_listing_pages_and_nothing_per_insta
         )
         .build();
     manager.start();
-    manager.wait_leading().await;
+    manager
+        .wait_leading(std::time::Duration::from_secs(30))
+        .await
+        .expect("this replica leads");
     let ami = image(&client).await;
     let started = Instant::now();
     manager

@@ -35,7 +35,7 @@ pub async fn run(dir: PluginDir, args: RunArgs) -> anyhow::Result<()> {
     if args.follow.is_some() && args.leadership != LeadershipKind::Static {
         anyhow::bail!("--follow goes with --leadership static");
     }
-    let mut campaign = etcd::Campaign::default();
+    let mut campaign = etcd::Campaign::new();
     let leadership: Arc<dyn Leadership> = match args.leadership {
         LeadershipKind::Static => match &args.follow {
             Some(leader) => Arc::new(StaticLeadership::follower(Some(leader.clone()))),
@@ -163,6 +163,11 @@ mod etcd {
     pub(super) struct Campaign(Option<Arc<EtcdLeadership>>);
 
     impl Campaign {
+        /// Not started yet.
+        pub(super) fn new() -> Self {
+            Self::default()
+        }
+
         /// Starts campaigning, publishing the replica's socket (or `--advertise`).
         pub(super) async fn start(
             &mut self,
@@ -221,6 +226,11 @@ mod etcd {
     pub(super) struct Campaign;
 
     impl Campaign {
+        /// Never started: there is no etcd here.
+        pub(super) fn new() -> Self {
+            Campaign
+        }
+
         pub(super) async fn start(
             &mut self,
             _: &RunArgs,

@@ -333,7 +333,10 @@ mod tests {
             "lost",
         )
         .await;
-        leader.wait_leading().await;
+        leader
+            .wait_leading(std::time::Duration::from_secs(30))
+            .await
+            .expect("this replica leads");
         let spec = GroupSpec::new(
             "workers",
             PluginSpec::new("sim", json!({})),
