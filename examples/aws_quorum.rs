@@ -165,7 +165,7 @@ async fn run() -> Result<(), Error> {
         .options(EngineOptions::default().resync(Duration::from_secs(1)))
         .build();
     manager.start();
-    manager.wait_leading().await;
+    manager.wait_leading(Duration::from_secs(30)).await?;
     let group = GroupId::from("managers");
     let spec = GroupSpec::new(
         "managers",

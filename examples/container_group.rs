@@ -52,7 +52,7 @@ async fn run() -> Result<(), Error> {
         .options(EngineOptions::default().settle(Duration::from_millis(20)))
         .build();
     manager.start();
-    manager.wait_leading().await;
+    manager.wait_leading(Duration::from_secs(30)).await?;
 
     let ips = ["10.214.0.11", "10.214.0.12", "10.214.0.13"];
     let mut alloc = Allocation::logical_ids(ips);

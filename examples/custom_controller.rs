@@ -4,13 +4,17 @@
 //!
 //! A downstream program writes an `Instance` plugin (one JSON file per instance in a directory)
 //! and a `Flavor` (boot script and health from a greeting kept in metadata), composes a manager
-//! with `FileLeadership` and `FileStore`, converges a group of three, and heals it after an
-//! instance file is deleted "by hand". At the bottom: a unit test of the flavor with the mocks
+//! with `FileLeadership` and `FileStore`, wraps the provider in layers (retries of transient
+//! errors, logs), puts a business rule into the loop with a plan hook (a floor of two members:
+//! scale-ins below it are vetoed), converges a group of three, and heals it after an instance
+//! file is deleted "by hand". At the bottom: a unit test of the flavor with the mocks
 //! and the conformance kit run on the provider
 //! (`cargo test --example custom_controller --features mocks,testkit`).
 //!
 //! Copy this file to start your own controller.
 
+use infrakit::layer::{PluginExt, RetryPolicy};
+use infrakit::reconcile::{Action, Cause, PlanHook, Review};
 use infrakit::*;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -206,7 +210,32 @@ impl Flavor for Greeter {
 }
 
 // ---------------------------------------------------------------------------------------------
-// 3. Compose a manager and let it work.
+// 3. A business rule in the loop: never scale a group in below two members.
+
+struct Floor(usize);
+
+#[async_trait]
+impl PlanHook for Floor {
+    async fn review(&self, review: &mut Review<'_>) {
+        let mut left = review.members().len();
+        for i in 0..review.actions().len() {
+            if let Action::Destroy {
+                cause: Cause::ScaleDown,
+                ..
+            } = review.actions()[i]
+            {
+                if left <= self.0 {
+                    review.veto(i, format!("below the floor of {} members", self.0));
+                } else {
+                    left -= 1;
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Compose a manager and let it work.
 
 fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     tokio::runtime::Builder::new_multi_thread()
@@ -232,7 +261,14 @@ async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let manager = Manager::builder(leadership, store)
         .plugins(
             Plugins::new()
-                .instance("files", DirInstance::new(&instances))
+                // Layers, from the inside out: transient errors retried with backoff, then
+                // every call logged (`RUST_LOG=debug` shows them).
+                .instance(
+                    "files",
+                    DirInstance::new(&instances)
+                        .with_retry(RetryPolicy::default())
+                        .logged("files"),
+                )
                 .flavor(
                     "greeter",
                     Greeter {
@@ -245,9 +281,10 @@ async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
                 // No events from this provider: the resync is how changes are seen.
                 .resync(Duration::from_millis(300)),
         )
+        .plan_hook(Floor(2))
         .build();
     manager.start();
-    let term = manager.wait_leading().await;
+    let term = manager.wait_leading(Duration::from_secs(30)).await?;
     println!("leading ({term})");
 
     let spec = GroupSpec::from_json(
@@ -261,7 +298,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     bad.instance.properties = json!({"Size": "huge"});
     println!("refused: {}", manager.commit(bad, false).await.unwrap_err());
 
-    println!("commit: {}", manager.commit(spec, false).await?);
+    println!("commit: {}", manager.commit(spec.clone(), false).await?);
     let d = manager
         .wait_converged(&"web".into(), Duration::from_secs(10))
         .await?;
@@ -302,13 +339,33 @@ async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     )?;
     println!("its boot script: {}", record.spec.init);
 
+    // Scale in to one: the hook keeps two and says why.
+    let mut one = spec;
+    one.allocation = Allocation::size(1);
+    println!("commit size 1: {}", manager.commit(one, false).await?);
+    let held = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let d = manager.describe(&"web".into()).await?;
+            if d.instances.len() == 2 && !d.held.is_empty() {
+                return Ok::<_, GroupError>(d);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await??;
+    println!(
+        "kept {} members; held: {}",
+        held.instances.len(),
+        held.held[0]
+    );
+
     manager.shutdown().await;
     tokio::fs::remove_dir_all(&work).await?;
     Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
-// 4. Unit-test the flavor with the mocks, check the provider with the conformance kit
+// 5. Unit-test the flavor with the mocks, check the provider with the conformance kit
 //    (`--features mocks,testkit`).
 
 #[cfg(all(test, feature = "mocks"))]

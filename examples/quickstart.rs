@@ -185,7 +185,7 @@ async fn run() -> Result<(), Error> {
     );
     b.leadership.lose(Some("replica-a".into()));
     a.leadership.gain();
-    a.manager.wait_leading().await;
+    a.manager.wait_leading(Duration::from_secs(30)).await?;
     for spec in groups("engine-v1")? {
         let plan = a.manager.commit(spec.clone(), false).await?;
         println!("          commit {}: {plan}", spec.id);
@@ -244,7 +244,7 @@ async fn run() -> Result<(), Error> {
     while !matches!(a_events.recv().await?, EngineEvent::LeadershipLost { .. }) {}
     let term_end = cloud.calls().len();
     b.leadership.gain();
-    b.manager.wait_leading().await;
+    b.manager.wait_leading(Duration::from_secs(30)).await?;
     let before: HashSet<InstanceId> = cloud.instances().into_iter().map(|i| i.id).collect();
     converge_all(&b.manager).await?;
     let after: HashSet<InstanceId> = cloud.instances().into_iter().map(|i| i.id).collect();

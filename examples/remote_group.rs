@@ -47,7 +47,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         )
         .build();
     manager.start();
-    manager.wait_leading().await;
+    manager.wait_leading(Duration::from_secs(30)).await?;
 
     let spec = GroupSpec::from_json(
         r#"{"ID": "remote-workers", "Properties": {
