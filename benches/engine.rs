@@ -2,7 +2,9 @@
 #![allow(missing_docs)]
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use infrakit::reconcile::{EngineEvent, InFlight, Member, PlanInput, UpdateClock, plan};
+use infrakit::reconcile::{
+    EngineEvent, InFlight, LogicalIdIndex, Member, PlanInput, UpdateClock, plan,
+};
 use infrakit::*;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -48,6 +50,7 @@ fn planning(c: &mut Criterion) {
                     in_flight: &in_flight,
                     update: UpdateClock::Idle,
                     destroying: false,
+                    logical_ids: None,
                 })
             })
         });
@@ -62,6 +65,7 @@ fn planning(c: &mut Criterion) {
                     in_flight: &in_flight,
                     update: UpdateClock::Running(Duration::from_secs(1)),
                     destroying: false,
+                    logical_ids: None,
                 })
             })
         });
@@ -81,6 +85,7 @@ fn planning(c: &mut Criterion) {
                     in_flight: &in_flight,
                     update: UpdateClock::Idle,
                     destroying: false,
+                    logical_ids: None,
                 })
             })
         });
@@ -93,6 +98,8 @@ fn planning(c: &mut Criterion) {
             Allocation::logical_ids(ids.iter().map(String::as_str)),
         );
         let q_hash = q.config_hash();
+        // Kept with the spec, as the controller keeps it.
+        let q_index = LogicalIdIndex::new(&q.allocation);
         let q_plain = q.clone();
         q.healing.replace_unknown_after = Some(Duration::from_secs(30));
         let mut q_members = members(n, &q_hash);
@@ -108,9 +115,52 @@ fn planning(c: &mut Criterion) {
                     in_flight: &in_flight,
                     update: UpdateClock::Idle,
                     destroying: false,
+                    logical_ids: Some(&q_index),
                 })
             })
         });
+        // The same members listed in no particular order (a provider that does not list by
+        // logical ID): every member is a lookup in the index.
+        let mut shuffled = q_members.clone();
+        let len = shuffled.len();
+        for i in 0..len {
+            shuffled.swap(i, (i * 7_919 + 13) % len);
+        }
+        group.bench_with_input(
+            BenchmarkId::new("quorum_converged_shuffled", n),
+            &n,
+            |b, _| {
+                b.iter(|| {
+                    plan(PlanInput {
+                        spec: &q_plain,
+                        config_hash: &q_hash,
+                        members: &shuffled,
+                        in_flight: &in_flight,
+                        update: UpdateClock::Idle,
+                        destroying: false,
+                        logical_ids: Some(&q_index),
+                    })
+                })
+            },
+        );
+        // The same with no index: the planner builds one per call (what a pass cost before).
+        group.bench_with_input(
+            BenchmarkId::new("quorum_converged_unindexed", n),
+            &n,
+            |b, _| {
+                b.iter(|| {
+                    plan(PlanInput {
+                        spec: &q_plain,
+                        config_hash: &q_hash,
+                        members: &q_members,
+                        in_flight: &in_flight,
+                        update: UpdateClock::Idle,
+                        destroying: false,
+                        logical_ids: None,
+                    })
+                })
+            },
+        );
         q_members[n / 2].health = Health::Unknown;
         group.bench_with_input(BenchmarkId::new("quorum_healing_unknown", n), &n, |b, _| {
             b.iter(|| {
@@ -121,6 +171,7 @@ fn planning(c: &mut Criterion) {
                     in_flight: &in_flight,
                     update: UpdateClock::Idle,
                     destroying: false,
+                    logical_ids: Some(&q_index),
                 })
             })
         });
@@ -181,7 +232,10 @@ fn heal(c: &mut Criterion) {
             .build();
         let mut events_rx = rt.block_on(async {
             manager.start();
-            manager.wait_leading().await;
+            manager
+                .wait_leading(std::time::Duration::from_secs(30))
+                .await
+                .expect("this replica leads");
             manager.commit(spec(3), false).await.expect("commit");
             manager
                 .wait_converged(&"workers".into(), Duration::from_secs(10))
@@ -219,5 +273,75 @@ fn heal(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, planning, heal);
+/// A scaled group converging from nothing on the simulator with the default options, and
+/// its floor in the same run: the same number of provisions made straight to the simulator,
+/// one after another.
+fn converge(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut group = c.benchmark_group("converge_from_zero");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(20));
+    for n in [1_000u32, 10_000] {
+        group.bench_with_input(BenchmarkId::new("manager", n), &n, |b, &n| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        let cloud = Simulator::builder().log_calls(false).build();
+                        let manager =
+                            Manager::builder(StaticLeadership::leader(), MemoryStore::new())
+                                .plugins(
+                                    Plugins::new()
+                                        .instance("simulator", cloud.clone())
+                                        .flavor("vanilla", flavor::Vanilla),
+                                )
+                                .build();
+                        manager.start();
+                        manager
+                            .wait_leading(Duration::from_secs(30))
+                            .await
+                            .expect("this replica leads");
+                        let start = Instant::now();
+                        manager.commit(spec(n), false).await.expect("commit");
+                        manager
+                            .wait_converged(&"workers".into(), Duration::from_secs(600))
+                            .await
+                            .expect("converge");
+                        total += start.elapsed();
+                        assert_eq!(cloud.len(), n as usize);
+                        manager.shutdown().await;
+                    }
+                    total
+                })
+            })
+        });
+        group.bench_with_input(BenchmarkId::new("floor_provisions", n), &n, |b, &n| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        let cloud = Simulator::builder().log_calls(false).build();
+                        let start = Instant::now();
+                        for _ in 0..n {
+                            cloud
+                                .provision(InstanceSpec::default().with_tag(GROUP_TAG, "workers"))
+                                .await
+                                .expect("provision");
+                        }
+                        total += start.elapsed();
+                    }
+                    total
+                })
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, planning, heal, converge);
 criterion_main!(benches);

@@ -117,7 +117,10 @@ fn heal(c: &mut Criterion) {
             )
             .build();
         manager.start();
-        manager.wait_leading().await;
+        manager
+            .wait_leading(std::time::Duration::from_secs(30))
+            .await
+            .expect("this replica leads");
         let spec = GroupSpec::new(
             "heal",
             PluginSpec::new(

@@ -47,7 +47,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .build();
         let took = rt.block_on(async {
             manager.start();
-            manager.wait_leading().await;
+            manager
+                .wait_leading(std::time::Duration::from_secs(30))
+                .await
+                .expect("this replica leads");
             let start = std::time::Instant::now();
             manager.commit(spec.clone(), false).await?;
             manager
