@@ -741,25 +741,106 @@ fn destroy(m: &Member, context: DestroyContext, cause: Cause) -> Action {
     }
 }
 
+/// A quorum member's standing, read from the member in the planner's one pass over them:
+/// the rest of the plan reads the seat, not the member (a group of 100,000 members is
+/// megabytes of memory; one pass over it is the cost of a converged plan).
+struct Seat<'a> {
+    m: &'a Member,
+    outdated: bool,
+    healthy: bool,
+    overdue: Option<Cause>,
+}
+
+/// Where each logical ID's members sit, by index into the seats. While the provider lists
+/// one member per logical ID in the allocation's order (the common case), nothing is built:
+/// seat `i` is logical ID `i`'s.
+struct Places {
+    /// Seats seen so far are exactly logical IDs `0..seats`, in order.
+    in_order: bool,
+    /// Otherwise the first seat of each logical ID (`u32::MAX` for none)...
+    first: Vec<u32>,
+    /// ...and every seat of a logical ID that has more than one.
+    more: HashMap<usize, Vec<u32>>,
+}
+
+impl Places {
+    const NONE: u32 = u32::MAX;
+
+    fn new() -> Self {
+        Self {
+            in_order: true,
+            first: Vec::new(),
+            more: HashMap::new(),
+        }
+    }
+
+    /// Seat `seat` is a member of logical ID `position`.
+    fn place(&mut self, ids: usize, seat: usize, position: usize) {
+        if self.in_order && position == seat {
+            return;
+        }
+        if self.in_order {
+            // Leave the fast path: the seats so far were logical IDs 0..seat.
+            self.in_order = false;
+            self.first = vec![Self::NONE; ids];
+            for (i, slot) in self.first.iter_mut().enumerate().take(seat) {
+                *slot = i as u32;
+            }
+        }
+        let seat = seat as u32;
+        match self.first[position] {
+            Self::NONE => self.first[position] = seat,
+            f => self
+                .more
+                .entry(position)
+                .or_insert_with(|| vec![f])
+                .push(seat),
+        }
+    }
+
+    /// The seats of logical ID `i`, given how many seats there are.
+    fn of<'s>(&'s self, i: usize, seats: usize, one: &'s mut [u32; 1]) -> &'s [u32] {
+        if self.in_order {
+            if i < seats {
+                one[0] = i as u32;
+                return &one[..];
+            }
+            return &[];
+        }
+        if let Some(all) = self.more.get(&i) {
+            return all;
+        }
+        match self.first[i] {
+            Self::NONE => &[],
+            f => {
+                one[0] = f;
+                &one[..]
+            }
+        }
+    }
+}
+
 fn plan_quorum(input: PlanInput<'_>) -> Plan {
     let mut actions = Vec::new();
-    let views = classify(&input, &mut actions);
     let allocation = &input.spec.allocation;
     let ids = allocation.ids();
-    // Members by the position of their logical ID in the allocation: one lookup per member
-    // in the index kept with the spec, an allocation only for a duplicated logical ID. An
-    // index that does not answer for this allocation (a position naming another logical ID,
-    // or none for a member) is checked against one built here, so a wrong index can never
-    // make a member unknown.
+    // One pass over the members: standing, health and the position of their logical ID in
+    // the allocation (one lookup per member in the index kept with the spec). An index that
+    // does not answer for this allocation (a position naming another logical ID, or none for
+    // a member) is checked against one built here, so a wrong index can never make a member
+    // unknown.
     let mut built: Option<LogicalIdIndex> = None;
     if input.logical_ids.is_none_or(|i| !i.fits(allocation)) {
         built = Some(LogicalIdIndex::new(allocation));
     }
-    let mut first: Vec<Option<&View<'_>>> = vec![None; ids.len()];
-    let mut more: HashMap<usize, Vec<&View<'_>>> = HashMap::new();
+    let mut seats: Vec<Seat<'_>> = Vec::with_capacity(input.members.len());
+    let mut places = Places::new();
     let mut next = 0;
-    for v in &views {
-        let d = &v.m.description;
+    for m in input.members {
+        if !input.in_flight.destroying.is_empty() && input.in_flight.destroying.contains(m.id()) {
+            continue;
+        }
+        let d = &m.description;
         let lid = d
             .logical_id
             .as_ref()
@@ -784,32 +865,44 @@ fn plan_quorum(input: PlanInput<'_>) -> Plan {
                 None => None,
             }
         });
-        if let Some(i) = position {
-            next = i + 1;
-        }
-        match position {
-            Some(i) => match first[i] {
-                None => first[i] = Some(v),
-                Some(f) => more.entry(i).or_insert_with(|| vec![f]).push(v),
-            },
-            None => actions.push(destroy(
-                v.m,
+        let outdated = match m.config_hash() {
+            Some(h) => h != input.config_hash,
+            None => {
+                actions.push(Action::Adopt { id: m.id().clone() });
+                false
+            }
+        };
+        let Some(i) = position else {
+            actions.push(destroy(
+                m,
                 DestroyContext::Terminate,
                 Cause::UnknownLogicalId,
-            )),
-        }
+            ));
+            continue;
+        };
+        next = i + 1;
+        places.place(ids.len(), seats.len(), i);
+        seats.push(Seat {
+            m,
+            outdated,
+            healthy: m.health == Health::Healthy,
+            overdue: overdue(&input, m),
+        });
     }
 
     let mut settled = true; // every logical ID has exactly one member and nothing is in flight
-    let mut kept: Vec<&View<'_>> = Vec::new();
+    let mut kept: Vec<&Seat<'_>> = Vec::with_capacity(seats.len());
+    let mut one = [0u32; 1];
     // A member of unknown health goes only while every other logical ID has one healthy
     // member, and one at a time: a flavor that cannot see the cluster must not break a quorum.
     let healthy_lids = match input.spec.healing.replace_unknown_after {
         None => 0,
         Some(_) => (0..ids.len())
-            .filter(|&i| match more.get(&i) {
-                Some(all) => all.iter().any(|v| v.m.health == Health::Healthy),
-                None => first[i].is_some_and(|v| v.m.health == Health::Healthy),
+            .filter(|&i| {
+                places
+                    .of(i, seats.len(), &mut one)
+                    .iter()
+                    .any(|&s| seats[s as usize].healthy)
             })
             .count(),
     };
@@ -819,11 +912,7 @@ fn plan_quorum(input: PlanInput<'_>) -> Plan {
             settled = false;
             continue;
         }
-        let members: &[&View<'_>] = match more.get(&i) {
-            Some(all) => all,
-            None => first[i].as_slice(),
-        };
-        match members {
+        match places.of(i, seats.len(), &mut one) {
             [] => {
                 settled = false;
                 actions.push(Action::Provision {
@@ -832,29 +921,36 @@ fn plan_quorum(input: PlanInput<'_>) -> Plan {
                     cause: Cause::Missing,
                 });
             }
-            [one] => match overdue(&input, one.m) {
-                Some(Cause::HealthUnknown) if unknown_replaced || healthy_lids + 1 < ids.len() => {
-                    kept.push(one)
+            &[s] => {
+                let seat = &seats[s as usize];
+                match seat.overdue {
+                    Some(Cause::HealthUnknown)
+                        if unknown_replaced || healthy_lids + 1 < ids.len() =>
+                    {
+                        kept.push(seat)
+                    }
+                    Some(cause) => {
+                        settled = false;
+                        unknown_replaced |= cause == Cause::HealthUnknown;
+                        actions.push(destroy(seat.m, DestroyContext::RollingUpdate, cause));
+                    }
+                    None => kept.push(seat),
                 }
-                Some(cause) => {
-                    settled = false;
-                    unknown_replaced |= cause == Cause::HealthUnknown;
-                    actions.push(destroy(one.m, DestroyContext::RollingUpdate, cause));
-                }
-                None => kept.push(one),
-            },
+            }
             many => {
                 settled = false;
                 // Keep the best: up to date, then healthy, then oldest.
-                let best = many
-                    .iter()
-                    .min_by_key(|v| (v.outdated, v.m.health != Health::Healthy, v.m.first_seen));
-                for v in many {
-                    if best.is_some_and(|b| std::ptr::eq(*b, *v)) {
-                        kept.push(v);
+                let best = many.iter().copied().min_by_key(|&s| {
+                    let seat = &seats[s as usize];
+                    (seat.outdated, !seat.healthy, seat.m.first_seen)
+                });
+                for &s in many {
+                    let seat = &seats[s as usize];
+                    if best == Some(s) {
+                        kept.push(seat);
                     } else {
                         actions.push(destroy(
-                            v.m,
+                            seat.m,
                             DestroyContext::RollingUpdate,
                             Cause::Duplicate,
                         ));
@@ -873,7 +969,7 @@ fn plan_quorum(input: PlanInput<'_>) -> Plan {
     if matches!(update, UpdateProgress::Rolling { .. }) && actions.is_empty() && settled {
         // One at a time, and only while every other member is healthy: for three or more
         // members the quorum is never lost.
-        let not_ready: Vec<&&View<'_>> = kept
+        let not_ready: Vec<&&Seat<'_>> = kept
             .iter()
             .filter(|v| !v.outdated && !ready(&input, v.m))
             .collect();
@@ -895,12 +991,12 @@ fn plan_quorum(input: PlanInput<'_>) -> Plan {
             .iter()
             .filter(|v| v.outdated)
             // An unhealthy outdated member is replaced first: it is not serving anyway.
-            .min_by_key(|v| (v.m.health == Health::Healthy, v.m.first_seen))
+            .min_by_key(|v| (v.healthy, v.m.first_seen))
         {
             let others_healthy = kept
                 .iter()
                 .filter(|o| !std::ptr::eq(**o, *v))
-                .all(|o| o.m.health == Health::Healthy);
+                .all(|o| o.healthy);
             if others_healthy {
                 actions.push(destroy(
                     v.m,
@@ -1457,6 +1553,63 @@ mod tests {
         for index in [&own, &reordered, &other, &same_size_other] {
             assert_eq!(c.plan_indexed(Some(index)), expected);
         }
+    }
+
+    /// Members listed in the allocation's order, in another order, or leaving it part way
+    /// (a duplicate, a stranger, a gap) are planned alike.
+    #[test]
+    fn quorum_plans_members_in_any_order_alike() {
+        let ids = ["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"];
+        let listed = [
+            ("a", false, Some("10.0.0.1"), Health::Healthy),
+            ("b", false, Some("10.0.0.2"), Health::Unhealthy),
+            ("b-dup", false, Some("10.0.0.2"), Health::Healthy),
+            ("stranger", false, Some("10.0.0.9"), Health::Healthy),
+            ("d", true, Some("10.0.0.4"), Health::Healthy),
+            ("a-dup", true, Some("10.0.0.1"), Health::Healthy),
+        ];
+        let mut orders: Vec<Vec<usize>> = vec![
+            vec![0, 1, 2, 3, 4, 5],
+            vec![5, 4, 3, 2, 1, 0],
+            vec![0, 4, 1, 3, 5, 2],
+            vec![3, 0, 1, 2, 4, 5],
+        ];
+        // In order, then one member out of order at the very end.
+        orders.push(vec![0, 1, 4, 2, 3, 5]);
+        let plan_of = |order: &[usize]| {
+            let mut c = Case::new(quorum(&ids));
+            for &k in order {
+                let (id, outdated, lid, health) = listed[k];
+                c = c.with(id, outdated, lid, health);
+                // The same first-seen order whatever the listing order.
+                if let Some(m) = c.members.last_mut() {
+                    m.first_seen = k as u64;
+                }
+            }
+            let p = c.plan();
+            let mut d = destroyed(&p);
+            d.sort();
+            (d, p.count(Cause::Missing), p.counted, p.update)
+        };
+        let expected = plan_of(&orders[0]);
+        assert_eq!(
+            expected.0,
+            [
+                ("a-dup".into(), Cause::Duplicate),
+                ("b".into(), Cause::Duplicate),
+                ("stranger".into(), Cause::UnknownLogicalId)
+            ]
+        );
+        assert_eq!(expected.1, 1, "10.0.0.3 is provisioned");
+        for order in &orders[1..] {
+            assert_eq!(plan_of(order), expected, "order {order:?}");
+        }
+        // Every logical ID once, in order: nothing to do.
+        let mut c = Case::new(quorum(&ids));
+        for (k, id) in ids.iter().enumerate() {
+            c = c.with(&format!("m{k}"), false, Some(id), Health::Healthy);
+        }
+        assert!(c.plan().converged());
     }
 
     #[test]
