@@ -15,6 +15,7 @@ use infrakit_core::{
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -144,8 +145,19 @@ impl Client {
 
     /// Calls `method` with `params`, returning the raw result.
     pub async fn call_raw(&self, method: &str, params: Value) -> Result<Value, RpcError> {
+        self.call(method, &params).await
+    }
+
+    /// Calls `method` with typed params and result: the request is written straight from
+    /// `params` and the result read straight into `R` (no intermediate `serde_json::Value`),
+    /// all within the client's timeout.
+    pub async fn call<P: Serialize, R: DeserializeOwned>(
+        &self,
+        method: &str,
+        params: &P,
+    ) -> Result<R, RpcError> {
         let timeout = self.inner.timeout;
-        tokio::time::timeout(timeout, self.call_inner(method, params))
+        tokio::time::timeout(timeout, self.call_typed(method, params))
             .await
             .unwrap_or_else(|_| {
                 Err(RpcError::Timeout {
@@ -156,13 +168,57 @@ impl Client {
             })
     }
 
-    async fn call_inner(&self, method: &str, params: Value) -> Result<Value, RpcError> {
+    async fn call_typed<P: Serialize, R: DeserializeOwned>(
+        &self,
+        method: &str,
+        params: &P,
+    ) -> Result<R, RpcError> {
+        /// The request envelope, written straight from the caller's params.
+        #[derive(Serialize)]
+        struct Call<'a, P> {
+            jsonrpc: &'static str,
+            method: &'a str,
+            params: &'a P,
+            id: u64,
+        }
+        /// The response envelope, its result left as raw text for the caller's type.
+        #[derive(serde::Deserialize)]
+        struct Answer<'a> {
+            #[serde(borrow, default)]
+            result: Option<&'a RawValue>,
+            #[serde(default)]
+            error: Option<ErrorObject>,
+        }
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let body = serde_json::to_vec(
-            &json!({"jsonrpc": "2.0", "method": method, "params": params, "id": id}),
-        )
+        let body = serde_json::to_vec(&Call {
+            jsonrpc: "2.0",
+            method,
+            params,
+            id,
+        })
         .map_err(|e| self.protocol(method, format!("cannot encode params: {e}")))?;
-        let body = Bytes::from(body);
+        let bytes = self.round_trip(method, Bytes::from(body)).await?;
+        let answer: Answer<'_> = serde_json::from_slice(&bytes)
+            .map_err(|e| self.protocol(method, format!("not a JSON-RPC response: {e}")))?;
+        if let Some(error) = answer.error {
+            return Err(RpcError::Remote {
+                plugin: self.inner.name.clone(),
+                method: method.to_owned(),
+                code: error.code,
+                message: error.message,
+                data: error.data,
+            });
+        }
+        let result = answer
+            .result
+            .ok_or_else(|| self.protocol(method, "neither result nor error".into()))?;
+        serde_json::from_str(result.get())
+            .map_err(|e| self.protocol(method, format!("unexpected result: {e}")))
+    }
+
+    /// One HTTP round trip of a request body on a pooled (or new) connection: the whole
+    /// response body.
+    async fn round_trip(&self, method: &str, body: Bytes) -> Result<Bytes, RpcError> {
         let request = || {
             hyper::Request::post("/")
                 .header(hyper::header::HOST, "unix")
@@ -209,20 +265,7 @@ impl Client {
                 .unwrap_or_else(|p| p.into_inner())
                 .push(sender);
         }
-        let response: Response = serde_json::from_slice(&bytes)
-            .map_err(|e| self.protocol(method, format!("not a JSON-RPC response: {e}")))?;
-        if let Some(error) = response.error {
-            return Err(RpcError::Remote {
-                plugin: self.inner.name.clone(),
-                method: method.to_owned(),
-                code: error.code,
-                message: error.message,
-                data: error.data,
-            });
-        }
-        response
-            .result
-            .ok_or_else(|| self.protocol(method, "neither result nor error".into()))
+        Ok(bytes)
     }
 
     fn protocol(&self, method: &str, message: String) -> RpcError {
@@ -231,19 +274,6 @@ impl Client {
             method: method.to_owned(),
             message,
         }
-    }
-
-    /// Calls `method` with typed params and result.
-    pub async fn call<P: Serialize, R: DeserializeOwned>(
-        &self,
-        method: &str,
-        params: &P,
-    ) -> Result<R, RpcError> {
-        let params =
-            serde_json::to_value(params).map_err(|e| self.protocol(method, e.to_string()))?;
-        let result = self.call_raw(method, params).await?;
-        serde_json::from_value(result)
-            .map_err(|e| self.protocol(method, format!("unexpected result: {e}")))
     }
 
     /// What the plugin implements, asked once: `Handshake.Hello` (latest Go generation), else

@@ -9,9 +9,11 @@ use hyper::{Method, Request as HttpRequest, Response as HttpResponse, StatusCode
 use hyper_util::rt::TokioIo;
 use infrakit_core::metadata::path_segments;
 use infrakit_core::{Allocation, Flavor, Group, Instance, Metadata};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::io;
@@ -264,7 +266,24 @@ impl PluginServer {
 
     /// Answers one JSON-RPC request body (what the socket does for each POST). Never panics;
     /// anything that is not a valid call gets a JSON-RPC error.
+    ///
+    /// A well-formed call is read in one pass with its params kept as raw text, decoded
+    /// straight into the method's request type, and answered by writing the result straight
+    /// into the response: no intermediate `serde_json::Value`. Anything else takes the general
+    /// path, which finds the exact error to answer.
     pub async fn handle(&self, body: &[u8]) -> Vec<u8> {
+        let call = match serde_json::from_slice::<Call<'_>>(body) {
+            Ok(call) if call.jsonrpc == "2.0" => call,
+            _ => return self.handle_general(body).await,
+        };
+        let id = call.id.unwrap_or(Value::Null);
+        let params = call.params.map_or(Params::Empty, Params::Raw);
+        answer(self.dispatch(&call.method, params).await, &id)
+    }
+
+    /// The general path: a request that is not JSON, not an object, not JSON-RPC 2.0 or
+    /// otherwise unusual (duplicate keys, say), read through a `serde_json::Value`.
+    async fn handle_general(&self, body: &[u8]) -> Vec<u8> {
         let value: Value = match serde_json::from_slice(body) {
             Ok(v) => v,
             Err(e) => {
@@ -288,34 +307,21 @@ impl PluginServer {
                 ),
             );
         }
-        let params = if request.params.is_null() {
-            json!({})
-        } else {
-            request.params
+        let raw = match &request.params {
+            Value::Null => None,
+            params => serde_json::value::to_raw_value(params).ok(),
         };
-        match self.dispatch(&request.method, params).await {
-            Ok(result) => encode(&Response {
-                jsonrpc: "2.0".into(),
-                result: Some(result),
-                error: None,
-                id,
-            }),
-            Err(error) => encode(&Response {
-                jsonrpc: "2.0".into(),
-                result: None,
-                error: Some(error),
-                id,
-            }),
-        }
+        let params = raw.as_deref().map_or(Params::Empty, Params::Raw);
+        answer(self.dispatch(&request.method, params).await, &id)
     }
 
-    async fn dispatch(&self, method: &str, params: Value) -> Result<Value, ErrorObject> {
+    async fn dispatch(&self, method: &str, params: Params<'_>) -> Result<Encoded, ErrorObject> {
         // Instance and flavor calls select by `Type`; a caller that sends only the plugin's
         // full `Name` (Go master style) is resolved by Go's keyed lookup.
-        let selector = Selector::of(&params);
+        let selector = Selector::of(params);
         match method {
-            "Handshake.Hello" => Ok(self.hello()),
-            "Handshake.Implements" => Ok(self.implements()),
+            "Handshake.Hello" => ok(&self.hello()),
+            "Handshake.Implements" => ok(&self.implements()),
             "Instance.Validate" => {
                 let r: ValidateReq = decode(params)?;
                 let p = selector.pick(&self.instances, "instance")?;
@@ -584,7 +590,7 @@ impl PluginServer {
                     stack.metadata.id = Some(spec.id.to_string());
                     objects.push(StackObject {
                         spec: stack,
-                        state: Some(ok(&description)?),
+                        state: Some(value_of(&description)?),
                     });
                 }
                 ok(&ObjectsResp {
@@ -605,7 +611,7 @@ impl PluginServer {
                         .await
                         .map_err(|e| e.to_error_object())?;
                 }
-                Ok(json!({}))
+                ok(&json!({}))
             }
             "Manager.Terminate" => {
                 self.manager_status()?;
@@ -727,14 +733,32 @@ enum Selector {
 }
 
 impl Selector {
-    /// `Type` when the params carry one, else `Name`, else the unnamed object.
-    fn of(params: &Value) -> Self {
-        match (
-            params.get("Type").and_then(Value::as_str),
-            params.get("Name").and_then(Value::as_str),
-        ) {
-            (Some(t), _) => Selector::Type(t.to_owned()),
-            (None, Some(n)) => Selector::Name(n.to_owned()),
+    /// `Type` when the params carry one (a string), else `Name`, else the unnamed object.
+    fn of(params: Params<'_>) -> Self {
+        /// The two fields a selector reads, as raw text (the rest is skipped, not built).
+        #[derive(Deserialize)]
+        struct Names<'a> {
+            #[serde(rename = "Type", borrow, default)]
+            kind: Option<&'a RawValue>,
+            #[serde(rename = "Name", borrow, default)]
+            name: Option<&'a RawValue>,
+        }
+        /// A raw value's text when it is a JSON string (what `Value::as_str` answers).
+        fn text(raw: Option<&RawValue>) -> Option<String> {
+            raw.and_then(|r| serde_json::from_str::<String>(r.get()).ok())
+        }
+        let (kind, name) = match serde_json::from_str::<Names<'_>>(params.text()) {
+            Ok(names) => (text(names.kind), text(names.name)),
+            // Not an object, or a key given twice: read as a `Value` (the last one counts).
+            Err(_) => {
+                let value: Value = serde_json::from_str(params.text()).unwrap_or(Value::Null);
+                let field = |k: &str| value.get(k).and_then(Value::as_str).map(str::to_owned);
+                (field("Type"), field("Name"))
+            }
+        };
+        match (kind, name) {
+            (Some(t), _) => Selector::Type(t),
+            (None, Some(n)) => Selector::Name(n),
             (None, None) => Selector::Type(String::new()),
         }
     }
@@ -843,7 +867,7 @@ fn metadata_echo(r: PathReq) -> (Option<String>, Option<String>) {
 
 /// A group spec as master's manager lists it (`pkg/manager/stored.go`).
 fn stack_spec(spec: &infrakit_core::GroupSpec) -> Result<StackSpec, ErrorObject> {
-    let wire = ok(spec)?;
+    let wire = value_of(spec)?;
     Ok(StackSpec {
         kind: "group".into(),
         version: String::new(),
@@ -868,7 +892,7 @@ fn group_spec(s: StackSpec) -> Result<infrakit_core::GroupSpec, ErrorObject> {
             data: Value::Null,
         });
     }
-    decode(json!({"ID": s.metadata.name, "Properties": s.properties}))
+    decode_value(json!({"ID": s.metadata.name, "Properties": s.properties}))
 }
 
 /// Reads a body up to `limit` bytes. Past the limit the rest is read and dropped (up to a hard
@@ -894,7 +918,55 @@ async fn read_body(mut body: Incoming, limit: usize) -> Result<Bytes, String> {
     Ok(buf.freeze())
 }
 
-fn decode<T: DeserializeOwned>(params: Value) -> Result<T, ErrorObject> {
+/// A call's params as raw JSON text, decoded once into the method's request type.
+#[derive(Clone, Copy)]
+enum Params<'a> {
+    /// The params as sent.
+    Raw(&'a RawValue),
+    /// No params (absent or `null`): an empty object, as Go plugins take it.
+    Empty,
+}
+
+impl Params<'_> {
+    fn text(&self) -> &str {
+        match self {
+            Params::Raw(raw) => raw.get(),
+            Params::Empty => "{}",
+        }
+    }
+}
+
+/// The envelope of a well-formed call, its params left as raw text.
+#[derive(Deserialize)]
+struct Call<'a> {
+    #[serde(borrow)]
+    jsonrpc: Cow<'a, str>,
+    #[serde(borrow)]
+    method: Cow<'a, str>,
+    #[serde(borrow, default)]
+    params: Option<&'a RawValue>,
+    #[serde(default)]
+    id: Option<Value>,
+}
+
+/// A result already written as JSON text.
+type Encoded = Box<RawValue>;
+
+/// Decodes a call's params into the method's request type: straight from the text, or (for
+/// params a derived decoder refuses but a `Value` takes, such as a key given twice) through a
+/// `Value`, so both paths accept and refuse exactly the same params.
+fn decode<T: DeserializeOwned>(params: Params<'_>) -> Result<T, ErrorObject> {
+    serde_json::from_str(params.text()).or_else(|_| {
+        let value: Value = serde_json::from_str(params.text()).map_err(|e| ErrorObject {
+            code: code::INVALID_PARAMS,
+            message: format!("invalid params: {e}"),
+            data: Value::Null,
+        })?;
+        decode_value(value)
+    })
+}
+
+fn decode_value<T: DeserializeOwned>(params: Value) -> Result<T, ErrorObject> {
     serde_json::from_value(params).map_err(|e| ErrorObject {
         code: code::INVALID_PARAMS,
         message: format!("invalid params: {e}"),
@@ -902,19 +974,56 @@ fn decode<T: DeserializeOwned>(params: Value) -> Result<T, ErrorObject> {
     })
 }
 
-fn ok<T: Serialize>(result: &T) -> Result<Value, ErrorObject> {
-    serde_json::to_value(result).map_err(|e| ErrorObject {
+fn encode_failed(e: &serde_json::Error) -> ErrorObject {
+    ErrorObject {
         code: code::SERVER_ERROR,
         message: format!("cannot encode the result: {e}"),
         data: Value::Null,
+    }
+}
+
+/// A result written as JSON text, once.
+fn ok<T: Serialize>(result: &T) -> Result<Encoded, ErrorObject> {
+    serde_json::value::to_raw_value(result).map_err(|e| encode_failed(&e))
+}
+
+/// A result as a `Value`, for one nested in another result.
+fn value_of<T: Serialize>(result: &T) -> Result<Value, ErrorObject> {
+    serde_json::to_value(result).map_err(|e| encode_failed(&e))
+}
+
+/// The response to a call: the result (or error) and the caller's ID, in the envelope's order.
+fn answer(outcome: Result<Encoded, ErrorObject>, id: &Value) -> Vec<u8> {
+    /// The response envelope with the result as written text.
+    #[derive(Serialize)]
+    struct Answer<'a> {
+        jsonrpc: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        result: Option<&'a RawValue>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<&'a ErrorObject>,
+        id: &'a Value,
+    }
+    let (result, error) = match &outcome {
+        Ok(raw) => (Some(&**raw), None),
+        Err(e) => (None, Some(e)),
+    };
+    serde_json::to_vec(&Answer {
+        jsonrpc: "2.0",
+        result,
+        error,
+        id,
     })
+    .unwrap_or_else(|e| encode_error(&e))
+}
+
+fn encode_error(e: &serde_json::Error) -> Vec<u8> {
+    format!(r#"{{"jsonrpc":"2.0","error":{{"code":-32603,"message":"cannot encode response: {e}","data":null}},"id":null}}"#)
+        .into_bytes()
 }
 
 fn encode(r: &Response) -> Vec<u8> {
-    serde_json::to_vec(r).unwrap_or_else(|e| {
-        format!(r#"{{"jsonrpc":"2.0","error":{{"code":-32603,"message":"cannot encode response: {e}","data":null}},"id":null}}"#)
-            .into_bytes()
-    })
+    serde_json::to_vec(r).unwrap_or_else(|e| encode_error(&e))
 }
 
 fn error_response(id: Value, code: i64, message: String) -> Vec<u8> {
@@ -968,4 +1077,67 @@ async fn bind(path: &Path) -> io::Result<UnixListener> {
 /// Splits a metadata path given as one string into the wire's segments.
 pub(crate) fn segments(path: &str) -> Vec<String> {
     path_segments(path).map(str::to_owned).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use infrakit_core::{GROUP_TAG, InstanceSpec, Simulator};
+
+    fn server() -> PluginServer {
+        let cloud = Simulator::builder().log_calls(false).build();
+        for i in 0..3 {
+            cloud.insert(
+                InstanceSpec::default()
+                    .with_tag(GROUP_TAG, "g")
+                    .with_logical_id(format!("10.0.0.{i}").as_str()),
+            );
+        }
+        PluginServer::new().instance("", Arc::new(cloud))
+    }
+
+    /// The one-pass path and the general path answer every request alike, byte for byte.
+    #[tokio::test]
+    async fn both_paths_answer_alike() {
+        let s = server();
+        let bodies = [
+            r#"{"jsonrpc":"2.0","method":"Instance.DescribeInstances","params":{"Type":"","Tags":{"infrakit.group":"g"},"Properties":false},"id":1}"#,
+            r#"{"jsonrpc":"2.0","method":"Instance.DescribeInstances","params":{"Tags":{"infrakit.group":"g"}},"id":"x"}"#,
+            r#"{"jsonrpc":"2.0","method":"Instance.DescribeInstances","id":null}"#,
+            r#"{"jsonrpc":"2.0","method":"Instance.DescribeInstances","params":null}"#,
+            r#"{"jsonrpc":"2.0","method":"Instance.Destroy","params":{"Instance":"nope"},"id":2}"#,
+            r#"{"jsonrpc":"2.0","method":"Instance.Destroy","params":[1,2],"id":3}"#,
+            r#"{"jsonrpc":"2.0","method":"Instance.Validate","params":{"Type":7,"Name":"x","Properties":{}},"id":4}"#,
+            r#"{"jsonrpc":"2.0","method":"Instance.Validate","params":{"Type":"a","Type":"","Properties":{}},"id":5}"#,
+            r#"{"jsonrpc":"2.0","method":"Instance.Validate","params":{"Properties":{},"Properties":null},"id":6}"#,
+            r#"{"jsonrpc":"2.0","method":"No.Such","params":{},"id":1.5}"#,
+            r#"{"jsonrpc":"2.0","method":"Handshake.Hello","params":{},"id":7}"#,
+            r#"{"jsonrpc":"2.0","method":"Handshake.Implements","id":8}"#,
+            r#"{"jsonrpc":"2.\u0030","method":"Handshake.\u0048ello","id":9}"#,
+        ];
+        for body in bodies {
+            let fast = s.handle(body.as_bytes()).await;
+            let general = s.handle_general(body.as_bytes()).await;
+            assert_eq!(
+                String::from_utf8_lossy(&fast),
+                String::from_utf8_lossy(&general),
+                "{body}"
+            );
+        }
+    }
+
+    /// Results are written in the order of their types' fields, as Go's encoder writes them.
+    #[tokio::test]
+    async fn results_are_written_in_field_order() {
+        let s = server();
+        let answer = s
+            .handle(br#"{"jsonrpc":"2.0","method":"Instance.DescribeInstances","params":{"Type":"","Tags":{"infrakit.group":"g"}},"id":1}"#)
+            .await;
+        let text = String::from_utf8_lossy(&answer);
+        assert!(
+            text.starts_with(r#"{"jsonrpc":"2.0","result":{"Type":"","Descriptions":[{"ID":"sim-000001","LogicalID":"10.0.0.0","Tags":{"infrakit.group":"g"}}"#),
+            "{text}"
+        );
+        assert!(text.ends_with(r#"]},"id":1}"#), "{text}");
+    }
 }
