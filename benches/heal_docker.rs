@@ -1,6 +1,8 @@
 //! Heal latency on a real Docker engine: a container killed → its replacement started, for
 //! (a) `ContainerInstance` under the engine (event-driven) and (b) Docker Swarm replacing a
-//! killed task of a replicated service (restart delay 0, Swarm's best case) on the same engine.
+//! killed task of a replicated service (restart delay 0, Swarm's best case) on the same engine;
+//! and, in the same run, the engine's floor: (c) a bare create + start of the same container
+//! through bollard (call → its `start` event), and (d) a kill → its `die` event.
 //!
 //! Needs root and a running engine (`scripts/test --prepare-only`). If the engine is not in a
 //! swarm, the bench makes it a single-node swarm and leaves it afterwards.
@@ -8,10 +10,14 @@
 
 use bollard::Docker;
 use bollard::models::{
-    ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, SwarmInitRequest, TaskSpec,
-    TaskSpecContainerSpec, TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum,
+    ContainerCreateBody, EndpointSettings, HostConfig, NetworkingConfig, ServiceSpec,
+    ServiceSpecMode, ServiceSpecModeReplicated, SwarmInitRequest, TaskSpec, TaskSpecContainerSpec,
+    TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum,
 };
-use bollard::query_parameters::{EventsOptions, KillContainerOptions, ListContainersOptions};
+use bollard::query_parameters::{
+    CreateContainerOptions, EventsOptions, KillContainerOptions, ListContainersOptions,
+    RemoveContainerOptions,
+};
 use criterion::{Criterion, criterion_group, criterion_main};
 use futures::StreamExt;
 use infrakit::swarm::{ContainerInstance, connect};
@@ -76,6 +82,124 @@ async fn kill_and_time(docker: &Docker, label: &str) -> Duration {
         .expect("kill");
     let done = waiter.await.expect("waiter");
     done.duration_since(start)
+}
+
+/// A subscription to one kind of container event for containers carrying `label`, live
+/// before this returns; the instant the first one arrives.
+async fn first_event(
+    docker: &Docker,
+    label: &str,
+    event: &str,
+) -> tokio::task::JoinHandle<Instant> {
+    let mut events = docker.events(Some(EventsOptions {
+        filters: Some(HashMap::from([
+            ("type".to_owned(), vec!["container".to_owned()]),
+            ("event".to_owned(), vec![event.to_owned()]),
+            ("label".to_owned(), vec![label.to_owned()]),
+        ])),
+        ..EventsOptions::default()
+    }));
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let waiter = tokio::spawn(async move {
+        let _ = tx.send(());
+        let _ = events.next().await;
+        Instant::now()
+    });
+    let _ = rx.await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    waiter
+}
+
+const FLOOR_LABEL: &str = "infrakit-bench-floor";
+
+/// The same container as the group's: image, command, labels, network, init.
+fn floor_container(image: &str, network: &str) -> ContainerCreateBody {
+    ContainerCreateBody {
+        image: Some(image.to_owned()),
+        cmd: Some(vec!["sleep".into(), "3600".into()]),
+        labels: Some(HashMap::from([
+            (FLOOR_LABEL.to_owned(), "1".to_owned()),
+            ("infrakit.group".to_owned(), "floor".to_owned()),
+        ])),
+        host_config: Some(HostConfig {
+            network_mode: Some(network.to_owned()),
+            init: Some(true),
+            ..HostConfig::default()
+        }),
+        networking_config: Some(NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(
+                network.to_owned(),
+                EndpointSettings::default(),
+            )])),
+        }),
+        ..ContainerCreateBody::default()
+    }
+}
+
+fn force() -> Option<RemoveContainerOptions> {
+    Some(RemoveContainerOptions {
+        force: true,
+        ..RemoveContainerOptions::default()
+    })
+}
+
+/// (c) A bare create + start through bollard: the create call → the container's `start`
+/// event. The container is removed afterwards, untimed.
+async fn create_start_once(docker: &Docker, image: &str, network: &str, n: u64) -> Duration {
+    let label = format!("{FLOOR_LABEL}=1");
+    let started = first_event(docker, &label, "start").await;
+    let start = Instant::now();
+    let created = docker
+        .create_container(
+            Some(CreateContainerOptions {
+                name: Some(format!("infrakit-bench-floor-{n}")),
+                ..CreateContainerOptions::default()
+            }),
+            floor_container(image, network),
+        )
+        .await
+        .expect("create");
+    docker
+        .start_container(&created.id, None)
+        .await
+        .expect("start");
+    let elapsed = started.await.expect("start event").duration_since(start);
+    docker
+        .remove_container(&created.id, force())
+        .await
+        .expect("remove");
+    elapsed
+}
+
+/// (d) A kill → the container's `die` event (the engine's share of noticing a death).
+async fn kill_die_once(docker: &Docker, image: &str, network: &str, n: u64) -> Duration {
+    let label = format!("{FLOOR_LABEL}=1");
+    let created = docker
+        .create_container(
+            Some(CreateContainerOptions {
+                name: Some(format!("infrakit-bench-kill-{n}")),
+                ..CreateContainerOptions::default()
+            }),
+            floor_container(image, network),
+        )
+        .await
+        .expect("create");
+    docker
+        .start_container(&created.id, None)
+        .await
+        .expect("start");
+    let died = first_event(docker, &label, "die").await;
+    let start = Instant::now();
+    docker
+        .kill_container(&created.id, None::<KillContainerOptions>)
+        .await
+        .expect("kill");
+    let elapsed = died.await.expect("die event").duration_since(start);
+    docker
+        .remove_container(&created.id, force())
+        .await
+        .expect("remove");
+    elapsed
 }
 
 fn heal(c: &mut Criterion) {
@@ -152,6 +276,35 @@ fn heal(c: &mut Criterion) {
         let _ = manager.destroy(&"heal".into()).await;
         manager.shutdown().await;
         let _ = plugin.remove_all().await;
+    });
+
+    // (c) and (d): the engine's own floor, on the same network.
+    let mut n = 0u64;
+    group.bench_function("floor_create_start", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    n += 1;
+                    total += create_start_once(&docker, &image, "infrakit-bench", n).await;
+                }
+                total
+            })
+        })
+    });
+    group.bench_function("floor_kill_die", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    n += 1;
+                    total += kill_die_once(&docker, &image, "infrakit-bench", n).await;
+                }
+                total
+            })
+        })
+    });
+    rt.block_on(async {
         let _ = docker.remove_network("infrakit-bench").await;
     });
 
