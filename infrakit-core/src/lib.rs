@@ -66,6 +66,7 @@
 //!         Ok(self.0.lock().unwrap().iter().filter(|d| d.tags.contains_all(tags)).cloned().collect())
 //!     }
 //! }
+//! # let _toy = Toy::default();
 //! ```
 //!
 //! A [`Flavor`] (application knowledge: the boot script, health, drain) is written the same

@@ -600,8 +600,12 @@ impl Instance for Simulator {
         let (result, event) = {
             let mut st = self.lock();
             let mut call = Self::call(Op::Provision);
-            call.logical_id = spec.logical_id.clone();
-            call.tags = spec.tags.clone();
+            // What nobody records or watches is not copied.
+            if st.log_calls {
+                call.logical_id = spec.logical_id.clone();
+                call.tags = spec.tags.clone();
+            }
+            let watched = self.inner.events.receiver_count() > 0;
             let outcome = if let Some(f) = Self::fault(&mut st) {
                 (Err(f.error(Op::Provision)), None)
             } else if let Some(conflict) = self.conflict(&st, &spec) {
@@ -609,29 +613,33 @@ impl Instance for Simulator {
             } else {
                 let id = self.next_id(&mut st);
                 let created = st.next_id;
-                let tags = spec.tags.clone();
+                let tags = watched.then(|| spec.tags.clone());
                 st.add(SimInstance {
                     id: id.clone(),
                     spec,
                     created,
                 });
-                call.instance = Some(id.clone());
+                if st.log_calls {
+                    call.instance = Some(id.clone());
+                }
                 let lost = st.lost_response_rate > 0.0 && st.rng.next_f64() < st.lost_response_rate;
-                let event = InstanceEvent::Provisioned {
+                let event = tags.map(|tags| InstanceEvent::Provisioned {
                     id: id.clone(),
                     tags,
-                };
+                });
                 if lost {
                     let err = InstanceError::Unavailable {
                         message: "simulated lost response: the provision may have happened".into(),
                     };
-                    (Err(err), Some(event))
+                    (Err(err), event)
                 } else {
-                    (Ok(id), Some(event))
+                    (Ok(id), event)
                 }
             };
-            call.outcome = outcome.0.as_ref().map(|_| ()).map_err(ToString::to_string);
-            self.log(&mut st, call);
+            if st.log_calls {
+                call.outcome = outcome.0.as_ref().map(|_| ()).map_err(ToString::to_string);
+                self.log(&mut st, call);
+            }
             outcome
         };
         if let Some(e) = event {
@@ -709,7 +717,9 @@ impl Instance for Simulator {
         self.delay().await;
         let mut st = self.lock();
         let mut call = Self::call(Op::Describe);
-        call.tags = tags.clone();
+        if st.log_calls {
+            call.tags = tags.clone();
+        }
         let result = match Self::fault(&mut st) {
             Some(f) => Err(f.error(Op::Describe)),
             None => {
