@@ -1126,6 +1126,65 @@ mod tests {
         }
     }
 
+    fn arb_json() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            "[a-z0-9.]{0,8}".prop_map(Value::String),
+        ];
+        let keys = prop_oneof![
+            Just("Type".to_owned()),
+            Just("Name".to_owned()),
+            Just("Properties".to_owned()),
+            Just("Spec".to_owned()),
+            Just("Tags".to_owned()),
+            Just("Instance".to_owned()),
+            Just("Context".to_owned()),
+            Just("Allocation".to_owned()),
+            Just("Path".to_owned()),
+            "[A-Za-z]{1,6}",
+        ];
+        leaf.prop_recursive(3, 32, 6, move |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map(keys.clone(), inner, 0..5)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 400, ..Default::default() })]
+        /// Whatever the params, the one-pass path and the general path answer alike, byte for
+        /// byte (each on its own server in the same state).
+        #[test]
+        fn both_paths_answer_any_params_alike(
+            method in proptest::sample::select(vec![
+                "Instance.Validate", "Instance.Provision", "Instance.Label", "Instance.Destroy",
+                "Instance.DescribeInstances", "Flavor.Validate", "Group.DescribeGroup", "No.Such",
+            ]),
+            params in arb_json(),
+            id in proptest::prop_oneof![
+                proptest::strategy::Just(json!(1)),
+                proptest::strategy::Just(json!("a")),
+                proptest::strategy::Just(Value::Null),
+            ],
+        ) {
+            let body = serde_json::to_vec(
+                &json!({"jsonrpc": "2.0", "method": method, "params": params, "id": id}),
+            ).unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let fast = rt.block_on(server().handle(&body));
+            let general = rt.block_on(server().handle_general(&body));
+            proptest::prop_assert_eq!(
+                String::from_utf8_lossy(&fast),
+                String::from_utf8_lossy(&general)
+            );
+        }
+    }
+
     /// Results are written in the order of their types' fields, as Go's encoder writes them.
     #[tokio::test]
     async fn results_are_written_in_field_order() {
