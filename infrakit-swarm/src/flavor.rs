@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use bollard::Docker;
 use bollard::models::{Node, NodeSpecRoleEnum, NodeState, Reachability};
 use bollard::query_parameters::{DeleteNodeOptions, UpdateNodeOptions};
+use foldhash::fast::RandomState;
 use infrakit_core::{
     Allocation, Description, Flavor, FlavorError, Health, Index, InstanceSpec, SpecError,
 };
@@ -157,17 +158,21 @@ impl SwarmFlavor {
 }
 
 /// A node listing indexed by what links a member to its node: built once per listing, so
-/// finding the nodes of a whole group costs one lookup per member.
+/// finding the nodes of a whole group costs one lookup per member. The index holds positions
+/// in the listing (4 bytes an entry, a fast seeded hash), not references.
 struct Nodes<'a> {
-    by_link: HashMap<&'a str, &'a Node>,
-    by_addr: HashMap<&'a str, &'a Node>,
+    nodes: &'a [Node],
+    by_link: HashMap<&'a str, u32, RandomState>,
+    by_addr: HashMap<&'a str, u32, RandomState>,
 }
 
 impl<'a> Nodes<'a> {
     fn new(nodes: &'a [Node]) -> Self {
-        let mut by_link = HashMap::with_capacity(nodes.len());
-        let mut by_addr = HashMap::with_capacity(nodes.len());
-        for n in nodes {
+        let mut by_link = HashMap::with_capacity_and_hasher(nodes.len(), RandomState::default());
+        let mut by_addr = HashMap::with_capacity_and_hasher(nodes.len(), RandomState::default());
+        for (i, n) in nodes.iter().enumerate() {
+            // A listing of more than 4 billion nodes is not a swarm.
+            let Ok(i) = u32::try_from(i) else { break };
             let link = n
                 .description
                 .as_ref()
@@ -175,12 +180,12 @@ impl<'a> Nodes<'a> {
                 .and_then(|e| e.labels.as_ref())
                 .and_then(|l| l.get(LINK_LABEL));
             if let Some(link) = link {
-                by_link.entry(link.as_str()).or_insert(n);
+                by_link.entry(link.as_str()).or_insert(i);
             }
             // A manager's `Status.Addr` may read 0.0.0.0; its Raft address (`ip:2377`) does
             // not. The first node in the listing with either address wins.
             if let Some(addr) = n.status.as_ref().and_then(|s| s.addr.as_deref()) {
-                by_addr.entry(addr).or_insert(n);
+                by_addr.entry(addr).or_insert(i);
             }
             let raft_host = n
                 .manager_status
@@ -188,20 +193,29 @@ impl<'a> Nodes<'a> {
                 .and_then(|m| m.addr.as_deref())
                 .and_then(|a| a.rsplit_once(':').map(|(host, _)| host));
             if let Some(host) = raft_host {
-                by_addr.entry(host).or_insert(n);
+                by_addr.entry(host).or_insert(i);
             }
         }
-        Self { by_link, by_addr }
+        Self {
+            nodes,
+            by_link,
+            by_addr,
+        }
     }
 
-    /// The node a member became: the one whose engine carries its link label, or else the
-    /// one whose address is its logical ID.
-    fn of(&self, d: &Description) -> Option<&'a Node> {
-        if let Some(n) = d.tags.get(LINK_LABEL).and_then(|l| self.by_link.get(l)) {
-            return Some(n);
+    /// Where in the listing the node a member became stands: the one whose engine carries its
+    /// link label, or else the one whose address is its logical ID.
+    fn position(&self, d: &Description) -> Option<usize> {
+        if let Some(&i) = d.tags.get(LINK_LABEL).and_then(|l| self.by_link.get(l)) {
+            return Some(i as usize);
         }
         let lid = d.effective_logical_id()?;
-        self.by_addr.get(lid.as_str()).copied()
+        self.by_addr.get(lid.as_str()).map(|&i| i as usize)
+    }
+
+    /// The node a member became.
+    fn of(&self, d: &Description) -> Option<&'a Node> {
+        self.position(d).and_then(|i| self.nodes.get(i))
     }
 }
 
@@ -228,10 +242,17 @@ impl<'a> Nodes<'a> {
 /// );
 /// ```
 pub fn health_of(nodes: &[Node], role: Role, descriptions: &[Description]) -> Vec<Health> {
-    let nodes = Nodes::new(nodes);
+    let index = Nodes::new(nodes);
+    // Each node judged once, in listing order; the members then read only this.
+    let standing: Vec<Health> = nodes.iter().map(|n| judge(Some(n), role)).collect();
     descriptions
         .iter()
-        .map(|d| judge(nodes.of(d), role))
+        .map(|d| {
+            index
+                .position(d)
+                .and_then(|i| standing.get(i).copied())
+                .unwrap_or(Health::Unknown)
+        })
         .collect()
 }
 
