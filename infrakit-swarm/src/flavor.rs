@@ -6,13 +6,16 @@ use bollard::models::{Node, NodeSpecRoleEnum, NodeState, Reachability};
 use bollard::query_parameters::{DeleteNodeOptions, UpdateNodeOptions};
 use foldhash::fast::RandomState;
 use infrakit_core::{
-    Allocation, Description, Flavor, FlavorError, Health, Index, InstanceSpec, SpecError,
+    Allocation, Description, Flavor, FlavorError, GROUP_TAG, GroupId, Health, Index, InstanceSpec,
+    SpecError,
 };
 use infrakit_template::Engine;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::HashMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 /// The tag (and engine label) that links an instance to the swarm node it becomes.
 pub const LINK_LABEL: &str = "infrakit.link";
@@ -78,10 +81,14 @@ struct Props {
 /// - `validate`: managers need logical IDs, an odd number of them; attachments only for
 ///   known logical IDs.
 /// - `prepare`: renders the join script (a template, with the role's join token and a manager
-///   address), tags the instance with a fresh `infrakit.link` label — the instance plugin or
-///   the script makes it an engine label — and adds the logical ID's attachments.
+///   address), tags the instance with a fresh `infrakit.link` label naming its group
+///   (`<unique>@<group>`) — the instance plugin or the script makes it an engine label — and
+///   adds the logical ID's attachments.
 /// - `healthy`: the node whose engine carries the link label (or, failing that, whose address
 ///   is the logical ID): ready, and reachable for a manager; no such node yet is `Unknown`.
+/// - `healthy_batch`: the whole group from one node listing; a worker flavor also removes the
+///   nodes of the group that stayed `Down` with no member (their instances are gone) for
+///   [`remove_down_after`](Self::remove_down_after).
 /// - `drain`: demotes a manager; removes a worker from the swarm.
 ///
 /// Join tokens appear only in the rendered script: never in logs, errors or `Debug`.
@@ -93,7 +100,16 @@ pub struct SwarmFlavor {
     sequence: std::sync::Arc<AtomicU64>,
     /// Node listings made so far (shared by clones).
     listings: std::sync::Arc<AtomicU64>,
+    /// How long a worker node of a group must stay `Down` with no member before it is
+    /// removed from the swarm (`None`: never).
+    remove_down_after: Option<Duration>,
+    /// When each candidate node (`Down`, of one of this flavor's groups, no member) was first
+    /// seen so: node ID → instant (shared by clones).
+    down_since: std::sync::Arc<Mutex<HashMap<String, Instant>>>,
 }
+
+/// How long a dead worker's node stays in the swarm by default before it is removed.
+pub const REMOVE_DOWN_AFTER: Duration = Duration::from_secs(60);
 
 impl std::fmt::Debug for SwarmFlavor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -126,7 +142,29 @@ impl SwarmFlavor {
             templates: Engine::new(),
             sequence: std::sync::Arc::new(AtomicU64::new(0)),
             listings: std::sync::Arc::new(AtomicU64::new(0)),
+            remove_down_after: Some(REMOVE_DOWN_AFTER),
+            down_since: std::sync::Arc::default(),
         }
+    }
+
+    /// How long a worker node must stay `Down` while no member of its group is its instance
+    /// (the provider no longer lists it) before the flavor removes it from the swarm, during
+    /// the leader's health checks (default [`REMOVE_DOWN_AFTER`]; `None`: never). A node that
+    /// is `Down` but whose instance the provider still lists is a member: it is left alone
+    /// (the healing policy decides about it), and so is any node not linked to a group this
+    /// flavor judges.
+    ///
+    /// ```
+    /// # async fn f(docker: bollard::Docker) {
+    /// use infrakit_swarm::{Role, SwarmFlavor};
+    /// let workers = SwarmFlavor::new(docker, Role::Worker)
+    ///     .remove_down_after(Some(std::time::Duration::from_secs(30)));
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn remove_down_after(mut self, after: Option<Duration>) -> Self {
+        self.remove_down_after = after;
+        self
     }
 
     /// How many times this flavor (and its clones) listed the swarm's nodes: one per
@@ -140,13 +178,57 @@ impl SwarmFlavor {
         self.docker.list_nodes(None).await.map_err(unavailable)
     }
 
-    fn link(&self) -> String {
+    /// A new link label for a member of `group`: unique, and naming the group after an `@`
+    /// (so a listing tells which group a node was made for).
+    fn link(&self, group: &GroupId) -> String {
         let n = self.sequence.fetch_add(1, Ordering::Relaxed);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or_default();
-        format!("{:x}{n:x}{:x}", nanos, std::process::id())
+        format!("{:x}{n:x}{:x}@{group}", nanos, std::process::id())
+    }
+
+    /// Removes the worker nodes of the judged groups that are `Down` with no member (their
+    /// instances are gone from the provider) once they have been so for
+    /// [`remove_down_after`](Self::remove_down_after). Failures are logged: the next pass
+    /// tries again.
+    async fn remove_dead_nodes(&self, nodes: &[Node], members: &[Description]) {
+        let Some(after) = self.remove_down_after else {
+            return;
+        };
+        if self.role != Role::Worker {
+            return;
+        }
+        let now = Instant::now();
+        let due = {
+            let mut since = self.down_since.lock().unwrap_or_else(|p| p.into_inner());
+            let candidates = dead_nodes(nodes, members);
+            since.retain(|id, _| candidates.contains(id));
+            candidates
+                .into_iter()
+                .filter(|id| now.duration_since(*since.entry(id.clone()).or_insert(now)) >= after)
+                .collect::<Vec<_>>()
+        };
+        for id in due {
+            // Not forced: the engine refuses to remove a node that came back meanwhile.
+            match self
+                .docker
+                .delete_node(&id, Some(DeleteNodeOptions { force: false }))
+                .await
+            {
+                Ok(()) => {
+                    tracing::info!(node = %id, "removed a dead worker's node from the swarm");
+                    self.down_since
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&id);
+                }
+                Err(e) => {
+                    tracing::warn!(node = %id, error = %e, "could not remove a dead worker's node")
+                }
+            }
+        }
     }
 
     /// The node a member became, by its link label or else its address.
@@ -256,6 +338,41 @@ pub fn health_of(nodes: &[Node], role: Role, descriptions: &[Description]) -> Ve
         .collect()
 }
 
+/// The IDs of the worker nodes that are `Down`, linked to a group of `members` (by the group
+/// their link label names) and to no member of it: dead workers whose instances are gone.
+/// Nodes of other groups, of no group, or of unknown groups are never candidates.
+fn dead_nodes(nodes: &[Node], members: &[Description]) -> std::collections::HashSet<String> {
+    let groups: std::collections::HashSet<&str> = members
+        .iter()
+        .filter_map(|d| d.tags.get(GROUP_TAG))
+        .collect();
+    // The nodes members became, by link label or by address: never candidates.
+    let index = Nodes::new(nodes);
+    let claimed: std::collections::HashSet<usize> =
+        members.iter().filter_map(|d| index.position(d)).collect();
+    nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !claimed.contains(i))
+        .map(|(_, n)| n)
+        .filter(|n| n.status.as_ref().and_then(|s| s.state) == Some(NodeState::DOWN))
+        .filter(|n| {
+            n.spec.as_ref().and_then(|s| s.role) == Some(NodeSpecRoleEnum::WORKER)
+                && n.manager_status.is_none()
+        })
+        .filter_map(|n| {
+            let link = n
+                .description
+                .as_ref()
+                .and_then(|x| x.engine.as_ref())
+                .and_then(|e| e.labels.as_ref())
+                .and_then(|l| l.get(LINK_LABEL))?;
+            let (_, group) = link.split_once('@')?;
+            groups.contains(group).then(|| n.id.clone()).flatten()
+        })
+        .collect()
+}
+
 /// A member's health from its node (none yet: unknown).
 fn judge(node: Option<&Node>, role: Role) -> Health {
     let Some(node) = node else {
@@ -339,7 +456,7 @@ impl Flavor for SwarmFlavor {
                 format!("{addr}:2377")
             }
         };
-        let link = self.link();
+        let link = self.link(&index.group);
         let context = json!({
             "Role": self.role.as_str(),
             "Token": token,
@@ -383,11 +500,14 @@ impl Flavor for SwarmFlavor {
         _: &Value,
         descriptions: &[Description],
     ) -> Option<Result<Vec<Health>, FlavorError>> {
-        Some(
-            self.list_nodes()
-                .await
-                .map(|nodes| health_of(&nodes, self.role, descriptions)),
-        )
+        let nodes = match self.list_nodes().await {
+            Ok(nodes) => nodes,
+            Err(e) => return Some(Err(e)),
+        };
+        let health = health_of(&nodes, self.role, descriptions);
+        // Only the leader's controller asks, once per pass, with every member of the group.
+        self.remove_dead_nodes(&nodes, descriptions).await;
+        Some(Ok(health))
     }
 
     async fn drain(&self, _: &Value, d: &Description) -> Result<(), FlavorError> {
@@ -462,6 +582,57 @@ mod tests {
         let mut d = Description::new("i", tags);
         d.logical_id = lid.map(Into::into);
         d
+    }
+
+    /// A worker node of the listing (`Spec.Role` worker).
+    fn worker(i: usize, state: &str, link: Option<&str>) -> Node {
+        let mut n = node(i, state, link, None);
+        n.spec = Some(bollard::models::NodeSpec {
+            role: Some(NodeSpecRoleEnum::WORKER),
+            ..Default::default()
+        });
+        n
+    }
+
+    fn in_group(mut d: Description, group: &str) -> Description {
+        d.tags.insert(GROUP_TAG, group);
+        d
+    }
+
+    #[test]
+    fn only_down_workers_of_a_judged_group_with_no_member_are_dead() {
+        let nodes = vec![
+            // 0: down, of group w, its instance gone: dead.
+            worker(0, "down", Some("a0@w")),
+            // 1: down, of group w, its instance still listed: a member, left alone.
+            worker(1, "down", Some("a1@w")),
+            // 2: ready, of group w, no member (still booting or just replaced): alive.
+            worker(2, "ready", Some("a2@w")),
+            // 3: down, of another group: not this flavor's to judge.
+            worker(3, "down", Some("a3@other")),
+            // 4: down, a link of no group (made before links named one): never removed.
+            worker(4, "down", Some("a4")),
+            // 5: down, no link at all.
+            worker(5, "down", None),
+            // 6: down, of group w, a member by its address (logical ID), not its link.
+            worker(6, "down", Some("a6@w")),
+            // 7: down, a manager of group w's link: managers are never removed here.
+            node(7, "down", Some("a7@w"), Some(("10.9.0.7", "unreachable"))),
+        ];
+        let members = vec![
+            in_group(member(Some("a1@w"), None), "w"),
+            in_group(member(None, Some("10.1.0.6")), "w"),
+        ];
+        let dead = dead_nodes(&nodes, &members);
+        assert_eq!(dead, ["node-0".to_owned()].into_iter().collect());
+        // No member listed: the group is unknown, nothing is judged dead.
+        assert!(dead_nodes(&nodes, &[]).is_empty());
+        // Members of another group judge only that group's nodes.
+        let other = vec![in_group(member(Some("zz@other"), None), "other")];
+        assert_eq!(
+            dead_nodes(&nodes, &other),
+            ["node-3".to_owned()].into_iter().collect()
+        );
     }
 
     #[test]

@@ -34,7 +34,7 @@ mod store;
 
 pub use container::{ContainerInstance, ContainerProperties, SCOPE_LABEL};
 pub use docker::{DockerError, connect};
-pub use flavor::{DEFAULT_TEMPLATE, LINK_LABEL, Role, SwarmFlavor, health_of};
+pub use flavor::{DEFAULT_TEMPLATE, LINK_LABEL, REMOVE_DOWN_AFTER, Role, SwarmFlavor, health_of};
 pub use leadership::SwarmLeadership;
 pub use node::{Boot, DATA_ROOT_ATTACHMENT, EngineNodes};
 pub use store::{MAX_ENCODED_BYTES, SPEC_LABEL, SwarmStore};

@@ -309,3 +309,111 @@ async fn the_flavor_joins_judges_and_drains_real_nodes() {
     );
     drop(lab);
 }
+
+/// A killed worker's node goes `Down`; once its instance is gone from the provider (it is no
+/// member any more) the leader's flavor removes it from the swarm after the grace period,
+/// while a `Down` node whose instance is still listed stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_workers_node_is_removed_and_a_members_is_kept() {
+    use infrakit_swarm::{LINK_LABEL, Role, SwarmFlavor};
+    let mut lab = Lab::new("t3", 203, 3);
+    lab.start_node(0, &[]);
+    let seed = lab.engine(0).await;
+    seed.init_swarm(bollard::models::SwarmInitRequest {
+        listen_addr: Some("0.0.0.0:2377".into()),
+        advertise_addr: Some(lab.ip(0)),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let grace = Duration::from_secs(2);
+    let workers = SwarmFlavor::new(seed.clone(), Role::Worker).remove_down_after(Some(grace));
+    let index = Index {
+        group: "workers".into(),
+        sequence: 1,
+    };
+    // Two workers join (nodes 1 and 2), each as the engine would boot it.
+    let mut members = Vec::new();
+    for i in [1, 2] {
+        let spec = workers
+            .prepare(
+                &json!({}),
+                InstanceSpec::default().with_tag(infrakit_core::GROUP_TAG, "workers"),
+                &Allocation::size(2),
+                &index,
+            )
+            .await
+            .unwrap();
+        let link = spec.tags.get(LINK_LABEL).unwrap().to_owned();
+        assert!(
+            link.ends_with("@workers"),
+            "the link names its group: {link}"
+        );
+        lab.start_node(i, &["--label", &format!("{LINK_LABEL}={link}")]);
+        lab.engine(i).await;
+        run_script(&lab.nodes[i].socket, &spec.init);
+        members.push(Description::new(
+            format!("w-{i}").as_str(),
+            spec.tags.clone(),
+        ));
+    }
+    for m in &members {
+        health_within(&workers, m, Health::Healthy, Duration::from_secs(30)).await;
+    }
+    assert_eq!(seed.list_nodes(None).await.unwrap().len(), 3);
+
+    // Both machines die; the provider still lists worker 2's instance, not worker 1's.
+    lab.kill(1);
+    lab.kill(2);
+    for m in &members {
+        health_within(&workers, m, Health::Unhealthy, Duration::from_secs(60)).await;
+    }
+    let listed = &members[1..];
+    let down_at = Instant::now();
+    let deadline = down_at + Duration::from_secs(30);
+    loop {
+        let healths = workers
+            .healthy_batch(&json!({}), listed)
+            .await
+            .expect("the swarm flavor answers batches")
+            .unwrap();
+        assert_eq!(
+            healths,
+            vec![Health::Unhealthy],
+            "worker 2 is down, not removed"
+        );
+        let nodes = seed.list_nodes(None).await.unwrap();
+        if nodes.len() == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "worker 1's node is still in the swarm: {nodes:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        down_at.elapsed() >= grace,
+        "removed only after the grace period"
+    );
+    let nodes = seed.list_nodes(None).await.unwrap();
+    let links: Vec<String> = nodes
+        .iter()
+        .filter_map(|n| {
+            n.description
+                .as_ref()?
+                .engine
+                .as_ref()?
+                .labels
+                .as_ref()?
+                .get(LINK_LABEL)
+                .cloned()
+        })
+        .collect();
+    assert_eq!(
+        links,
+        vec![members[1].tags.get(LINK_LABEL).unwrap().to_owned()],
+        "the member's down node stays"
+    );
+    drop(lab);
+}
