@@ -799,23 +799,37 @@ impl Places {
     }
 
     /// The seats of logical ID `i`, given how many seats there are.
-    fn of<'s>(&'s self, i: usize, seats: usize, one: &'s mut [u32; 1]) -> &'s [u32] {
+    fn of(&self, i: usize, seats: usize) -> Taken<'_> {
         if self.in_order {
-            if i < seats {
-                one[0] = i as u32;
-                return &one[..];
-            }
-            return &[];
+            return if i < seats {
+                Taken::One(i as u32)
+            } else {
+                Taken::None
+            };
         }
         if let Some(all) = self.more.get(&i) {
-            return all;
+            return Taken::Many(all);
         }
         match self.first[i] {
-            Self::NONE => &[],
-            f => {
-                one[0] = f;
-                &one[..]
-            }
+            Self::NONE => Taken::None,
+            f => Taken::One(f),
+        }
+    }
+}
+
+/// Who sits for one logical ID: nobody, one member, or several (duplicates).
+enum Taken<'a> {
+    None,
+    One(u32),
+    Many(&'a [u32]),
+}
+
+impl Taken<'_> {
+    fn any(&self, mut f: impl FnMut(u32) -> bool) -> bool {
+        match self {
+            Taken::None => false,
+            Taken::One(s) => f(*s),
+            Taken::Many(all) => all.iter().any(|&s| f(s)),
         }
     }
 }
@@ -892,18 +906,12 @@ fn plan_quorum(input: PlanInput<'_>) -> Plan {
 
     let mut settled = true; // every logical ID has exactly one member and nothing is in flight
     let mut kept: Vec<&Seat<'_>> = Vec::with_capacity(seats.len());
-    let mut one = [0u32; 1];
     // A member of unknown health goes only while every other logical ID has one healthy
     // member, and one at a time: a flavor that cannot see the cluster must not break a quorum.
     let healthy_lids = match input.spec.healing.replace_unknown_after {
         None => 0,
         Some(_) => (0..ids.len())
-            .filter(|&i| {
-                places
-                    .of(i, seats.len(), &mut one)
-                    .iter()
-                    .any(|&s| seats[s as usize].healthy)
-            })
+            .filter(|&i| places.of(i, seats.len()).any(|s| seats[s as usize].healthy))
             .count(),
     };
     let mut unknown_replaced = false;
@@ -912,8 +920,8 @@ fn plan_quorum(input: PlanInput<'_>) -> Plan {
             settled = false;
             continue;
         }
-        match places.of(i, seats.len(), &mut one) {
-            [] => {
+        match places.of(i, seats.len()) {
+            Taken::None => {
                 settled = false;
                 actions.push(Action::Provision {
                     logical_id: Some(lid.clone()),
@@ -921,7 +929,7 @@ fn plan_quorum(input: PlanInput<'_>) -> Plan {
                     cause: Cause::Missing,
                 });
             }
-            &[s] => {
+            Taken::One(s) => {
                 let seat = &seats[s as usize];
                 match seat.overdue {
                     Some(Cause::HealthUnknown)
@@ -937,7 +945,7 @@ fn plan_quorum(input: PlanInput<'_>) -> Plan {
                     None => kept.push(seat),
                 }
             }
-            many => {
+            Taken::Many(many) => {
                 settled = false;
                 // Keep the best: up to date, then healthy, then oldest.
                 let best = many.iter().copied().min_by_key(|&s| {
