@@ -143,62 +143,50 @@ fn force() -> Option<RemoveContainerOptions> {
     })
 }
 
+/// Creates and starts the floor container named `name`: its ID.
+async fn run_floor_container(docker: &Docker, image: &str, network: &str, name: &str) -> String {
+    let created = docker
+        .create_container(
+            Some(CreateContainerOptions {
+                name: Some(name.to_owned()),
+                ..CreateContainerOptions::default()
+            }),
+            floor_container(image, network),
+        )
+        .await
+        .expect("create");
+    docker
+        .start_container(&created.id, None)
+        .await
+        .expect("start");
+    created.id
+}
+
 /// (c) A bare create + start through bollard: the create call → the container's `start`
 /// event. The container is removed afterwards, untimed.
 async fn create_start_once(docker: &Docker, image: &str, network: &str, n: u64) -> Duration {
     let label = format!("{FLOOR_LABEL}=1");
     let started = first_event(docker, &label, "start").await;
     let start = Instant::now();
-    let created = docker
-        .create_container(
-            Some(CreateContainerOptions {
-                name: Some(format!("infrakit-bench-floor-{n}")),
-                ..CreateContainerOptions::default()
-            }),
-            floor_container(image, network),
-        )
-        .await
-        .expect("create");
-    docker
-        .start_container(&created.id, None)
-        .await
-        .expect("start");
+    let id =
+        run_floor_container(docker, image, network, &format!("infrakit-bench-floor-{n}")).await;
     let elapsed = started.await.expect("start event").duration_since(start);
-    docker
-        .remove_container(&created.id, force())
-        .await
-        .expect("remove");
+    docker.remove_container(&id, force()).await.expect("remove");
     elapsed
 }
 
 /// (d) A kill → the container's `die` event (the engine's share of noticing a death).
 async fn kill_die_once(docker: &Docker, image: &str, network: &str, n: u64) -> Duration {
     let label = format!("{FLOOR_LABEL}=1");
-    let created = docker
-        .create_container(
-            Some(CreateContainerOptions {
-                name: Some(format!("infrakit-bench-kill-{n}")),
-                ..CreateContainerOptions::default()
-            }),
-            floor_container(image, network),
-        )
-        .await
-        .expect("create");
-    docker
-        .start_container(&created.id, None)
-        .await
-        .expect("start");
+    let id = run_floor_container(docker, image, network, &format!("infrakit-bench-kill-{n}")).await;
     let died = first_event(docker, &label, "die").await;
     let start = Instant::now();
     docker
-        .kill_container(&created.id, None::<KillContainerOptions>)
+        .kill_container(&id, None::<KillContainerOptions>)
         .await
         .expect("kill");
     let elapsed = died.await.expect("die event").duration_since(start);
-    docker
-        .remove_container(&created.id, force())
-        .await
-        .expect("remove");
+    docker.remove_container(&id, force()).await.expect("remove");
     elapsed
 }
 
