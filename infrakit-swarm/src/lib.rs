@@ -14,6 +14,9 @@
 //! - [`SwarmStore`]: the user's spec kept in the swarm's cluster spec, compare-and-swap.
 //! - [`SwarmFlavor`]: managers and workers joining with the swarm's tokens (join scripts from
 //!   templates), health from node status, drain by demote (managers) or remove (workers).
+//! - [`QuorumRecovery`]: a manager's way back from the loss of a majority of managers, decided
+//!   from the provider's view (the lowest surviving logical ID forces a new cluster; a cut
+//!   link never does).
 //! - [`connect`]: a negotiated client from a `unix://` address.
 //! - `local_swarm` (feature `local-swarm`): a test and demo harness, the seed's self-healing
 //!   swarm on one machine (root and `docker.io` needed).
@@ -30,6 +33,7 @@ mod leadership;
 #[cfg(feature = "local-swarm")]
 pub mod local_swarm;
 mod node;
+mod recovery;
 mod store;
 
 pub use container::{ContainerInstance, ContainerProperties, SCOPE_LABEL};
@@ -37,4 +41,5 @@ pub use docker::{DockerError, connect};
 pub use flavor::{DEFAULT_TEMPLATE, LINK_LABEL, REMOVE_DOWN_AFTER, Role, SwarmFlavor, health_of};
 pub use leadership::SwarmLeadership;
 pub use node::{Boot, DATA_ROOT_ATTACHMENT, EngineNodes};
+pub use recovery::{Check, QuorumRecovery, RECOVER_AFTER, RecoveryError};
 pub use store::{MAX_ENCODED_BYTES, SPEC_LABEL, SwarmStore};
