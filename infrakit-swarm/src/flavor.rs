@@ -21,7 +21,10 @@ use std::time::{Duration, Instant};
 pub const LINK_LABEL: &str = "infrakit.link";
 
 /// The join script used when the properties name no template: it joins with the role's token.
-/// Context: `Role`, `Token`, `Manager` (address:port), `Link`, `LogicalID`, `Group`, `Sequence`.
+/// Context: `Role`, `Token`, `Manager` (address:port), `Link`, `LogicalID`, `Group`, `Sequence`,
+/// `Fresh` (a manager whose logical ID is no Raft member: it leaves whatever swarm its data
+/// root remembers before it joins, so a manager left out of a forced new cluster joins at once
+/// as a new node instead of waiting to be promoted back).
 ///
 /// The script is done as soon as the engine is an active member (also when it already was: a
 /// node restarted on its old data root reconnects by itself, `pending` then `active`). A join
@@ -29,17 +32,24 @@ pub const LINK_LABEL: &str = "infrakit.link";
 /// joined"), and a join left to continue in the background can die there when the swarm has
 /// no leader: a join *this script started* that is not active 30 s after it returned is abandoned
 /// (`swarm leave --force`) and started again. A node that was already a member is never made
-/// to leave. Every engine call has a time limit (`docker info` can hang on a stuck join).
+/// to leave, unless its engine reports the `error` state (its old membership is refused, as
+/// for a manager left out of a forced new cluster): then it leaves and joins at once. Every engine call has a time limit (`docker info` can hang on a stuck join).
 pub const DEFAULT_TEMPLATE: &str = "#!/bin/sh
 # joins the swarm as a {{Role}} (infrakit link {{Link}})
+{{#if Fresh}}
+echo \"$(date +%T) not a Raft member: leaving any swarm this data root remembers\"
+timeout 20 docker swarm leave --force >/dev/null 2>&1 || true
+{{/if}}
 joined=0
 since=0
+last=none
 for attempt in $(seq 300); do
   state=$(timeout 5 docker info 2>/dev/null | sed -n 's/^ *Swarm: //p')
+  if [ \"$state\" != \"$last\" ]; then echo \"$(date +%T) swarm state: ${state:-no answer}\"; last=$state; fi
   if [ \"$state\" = active ]; then exit 0; fi
   if [ \"$joined\" = 0 ] && [ \"$state\" = pending ]; then sleep 1; continue; fi
   if [ \"$joined\" = 1 ] && [ $(( $(date +%s) - since )) -lt 30 ]; then sleep 1; continue; fi
-  if [ \"$joined\" = 1 ]; then timeout 20 docker swarm leave --force || true; fi
+  if [ \"$joined\" = 1 ] || [ \"$state\" = error ]; then timeout 20 docker swarm leave --force || true; fi
   joined=1
   timeout 30 docker swarm join --token {{Token}} {{Manager}} && exit 0
   since=$(date +%s)
@@ -100,15 +110,16 @@ pub struct SwarmFlavor {
     sequence: std::sync::Arc<AtomicU64>,
     /// Node listings made so far (shared by clones).
     listings: std::sync::Arc<AtomicU64>,
-    /// How long a worker node of a group must stay `Down` with no member before it is
-    /// removed from the swarm (`None`: never).
+    /// How long a node of a group, not a Raft member, must stay `Down` with no member before
+    /// it is removed from the swarm (`None`: never).
     remove_down_after: Option<Duration>,
     /// When each candidate node (`Down`, of one of this flavor's groups, no member) was first
     /// seen so: node ID → instant (shared by clones).
     down_since: std::sync::Arc<Mutex<HashMap<String, Instant>>>,
 }
 
-/// How long a dead worker's node stays in the swarm by default before it is removed.
+/// How long a dead node (a worker's, or a manager's left out of a forced new cluster) stays in
+/// the swarm by default before it is removed.
 pub const REMOVE_DOWN_AFTER: Duration = Duration::from_secs(60);
 
 impl std::fmt::Debug for SwarmFlavor {
@@ -147,12 +158,14 @@ impl SwarmFlavor {
         }
     }
 
-    /// How long a worker node must stay `Down` while no member of its group is its instance
-    /// (the provider no longer lists it) before the flavor removes it from the swarm, during
-    /// the leader's health checks (default [`REMOVE_DOWN_AFTER`]; `None`: never). A node that
-    /// is `Down` but whose instance the provider still lists is a member: it is left alone
-    /// (the healing policy decides about it), and so is any node not linked to a group this
-    /// flavor judges.
+    /// How long a node must stay `Down` while no member of its group is its instance (the
+    /// provider no longer lists it) before the flavor removes it from the swarm, during the
+    /// leader's health checks (default [`REMOVE_DOWN_AFTER`]; `None`: never). Only nodes that
+    /// are not Raft members are removed: workers, and the nodes of managers left out of a
+    /// forced new cluster ([`QuorumRecovery`](crate::QuorumRecovery)); a Raft member is never
+    /// removed here. A node that is `Down` but whose instance the provider still lists is a
+    /// member: it is left alone (the healing policy decides about it), and so is any node not
+    /// linked to a group this flavor judges.
     ///
     /// ```
     /// # async fn f(docker: bollard::Docker) {
@@ -168,7 +181,8 @@ impl SwarmFlavor {
     }
 
     /// How many times this flavor (and its clones) listed the swarm's nodes: one per
-    /// `healthy`, `drain`, and per *batch* of health checks, whatever its size.
+    /// `healthy`, `drain`, a manager's `prepare` with a logical ID, and per *batch* of health
+    /// checks, whatever its size.
     pub fn node_listings(&self) -> u64 {
         self.listings.load(Ordering::Relaxed)
     }
@@ -189,7 +203,7 @@ impl SwarmFlavor {
         format!("{:x}{n:x}{:x}@{group}", nanos, std::process::id())
     }
 
-    /// Removes the worker nodes of the judged groups that are `Down` with no member (their
+    /// Removes the nodes (not Raft members) of the judged groups that are `Down` with no member (their
     /// instances are gone from the provider) once they have been so for
     /// [`remove_down_after`](Self::remove_down_after). Failures are logged: the next pass
     /// tries again.
@@ -197,9 +211,6 @@ impl SwarmFlavor {
         let Some(after) = self.remove_down_after else {
             return;
         };
-        if self.role != Role::Worker {
-            return;
-        }
         let now = Instant::now();
         let due = {
             let mut since = self.down_since.lock().unwrap_or_else(|p| p.into_inner());
@@ -218,14 +229,14 @@ impl SwarmFlavor {
                 .await
             {
                 Ok(()) => {
-                    tracing::info!(node = %id, "removed a dead worker's node from the swarm");
+                    tracing::info!(node = %id, "removed a dead node from the swarm");
                     self.down_since
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .remove(&id);
                 }
                 Err(e) => {
-                    tracing::warn!(node = %id, error = %e, "could not remove a dead worker's node")
+                    tracing::warn!(node = %id, error = %e, "could not remove a dead node")
                 }
             }
         }
@@ -338,8 +349,9 @@ pub fn health_of(nodes: &[Node], role: Role, descriptions: &[Description]) -> Ve
         .collect()
 }
 
-/// The IDs of the worker nodes that are `Down`, linked to a group of `members` (by the group
-/// their link label names) and to no member of it: dead workers whose instances are gone.
+/// The IDs of the nodes that are `Down`, not Raft members, linked to a group of `members` (by
+/// the group their link label names) and to no member of it: dead nodes whose instances are
+/// gone (workers, or managers left out of a forced new cluster).
 /// Nodes of other groups, of no group, or of unknown groups are never candidates.
 fn dead_nodes(nodes: &[Node], members: &[Description]) -> std::collections::HashSet<String> {
     let groups: std::collections::HashSet<&str> = members
@@ -356,10 +368,8 @@ fn dead_nodes(nodes: &[Node], members: &[Description]) -> std::collections::Hash
         .filter(|(i, _)| !claimed.contains(i))
         .map(|(_, n)| n)
         .filter(|n| n.status.as_ref().and_then(|s| s.state) == Some(NodeState::DOWN))
-        .filter(|n| {
-            n.spec.as_ref().and_then(|s| s.role) == Some(NodeSpecRoleEnum::WORKER)
-                && n.manager_status.is_none()
-        })
+        // Not a Raft member: a worker, or a manager's node left out of a forced new cluster.
+        .filter(|n| n.manager_status.is_none())
         .filter_map(|n| {
             let link = n
                 .description
@@ -456,8 +466,22 @@ impl Flavor for SwarmFlavor {
                 format!("{addr}:2377")
             }
         };
+        // A manager whose logical ID is no Raft member (its first join, or its membership
+        // dropped by a forced new cluster) joins anew: whatever swarm state its data root
+        // holds is stale. One that still is (a dead manager coming back on its data root)
+        // rejoins as itself.
+        let fresh = match (self.role, &spec.logical_id) {
+            (Role::Manager, Some(lid)) => !self
+                .list_nodes()
+                .await?
+                .iter()
+                .filter_map(|n| n.manager_status.as_ref()?.addr.as_deref())
+                .any(|a| a.rsplit_once(':').map_or(a, |(host, _)| host) == lid.as_str()),
+            _ => false,
+        };
         let link = self.link(&index.group);
         let context = json!({
+            "Fresh": fresh,
             "Role": self.role.as_str(),
             "Token": token,
             "Manager": manager,
@@ -600,7 +624,7 @@ mod tests {
     }
 
     #[test]
-    fn only_down_workers_of_a_judged_group_with_no_member_are_dead() {
+    fn only_down_non_raft_nodes_of_a_judged_group_with_no_member_are_dead() {
         let nodes = vec![
             // 0: down, of group w, its instance gone: dead.
             worker(0, "down", Some("a0@w")),
@@ -616,15 +640,23 @@ mod tests {
             worker(5, "down", None),
             // 6: down, of group w, a member by its address (logical ID), not its link.
             worker(6, "down", Some("a6@w")),
-            // 7: down, a manager of group w's link: managers are never removed here.
+            // 7: down, a Raft member of group w's link: Raft members are never removed here.
             node(7, "down", Some("a7@w"), Some(("10.9.0.7", "unreachable"))),
+            // 8: down, a manager's node left out of a forced new cluster (no Raft status):
+            //    dead like a worker's.
+            node(8, "down", Some("a8@w"), None),
         ];
         let members = vec![
             in_group(member(Some("a1@w"), None), "w"),
             in_group(member(None, Some("10.1.0.6")), "w"),
         ];
         let dead = dead_nodes(&nodes, &members);
-        assert_eq!(dead, ["node-0".to_owned()].into_iter().collect());
+        assert_eq!(
+            dead,
+            ["node-0".to_owned(), "node-8".to_owned()]
+                .into_iter()
+                .collect()
+        );
         // No member listed: the group is unknown, nothing is judged dead.
         assert!(dead_nodes(&nodes, &[]).is_empty());
         // Members of another group judge only that group's nodes.
