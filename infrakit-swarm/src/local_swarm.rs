@@ -2,15 +2,18 @@
 //! machine. Engine nodes in network namespaces are the machines ([`EngineNodes`]); a replica
 //! of our manager runs beside every swarm manager, each talking to its own node's engine
 //! ([`SwarmLeadership`], [`SwarmStore`], the [`SwarmFlavor`]); the swarm grows from one seed
-//! node. Every provider mutation is recorded with the replica and term that issued it, so a
-//! test can check that one replica acts at a time.
+//! node. Beside every replica runs a [`QuorumRecovery`], so the swarm comes back by itself
+//! from the loss of a majority of its managers. Every provider mutation is recorded with the
+//! replica and term that issued it, so a test can check that one replica acts at a time, and
+//! every forced new cluster is recorded too ([`LocalSwarm::recoveries`]).
 //!
 //! It needs root, `docker.io`, `iproute2` and `iptables` (the repository's
 //! `scripts/test --prepare-only` installs them), and it is for tests and demos only: the
 //! `swarm_self_heal` example and the swarm chaos test use it.
 
 use crate::{
-    DATA_ROOT_ATTACHMENT, EngineNodes, Role, SwarmFlavor, SwarmLeadership, SwarmStore, connect,
+    Check, DATA_ROOT_ATTACHMENT, EngineNodes, QuorumRecovery, REMOVE_DOWN_AFTER, Role, SwarmFlavor,
+    SwarmLeadership, SwarmStore, connect,
 };
 use infrakit_core::reconcile::EngineEvent;
 use infrakit_core::*;
@@ -33,6 +36,19 @@ pub struct Mutation {
     pub term: Option<u64>,
     /// `provision <logical id>` or `destroy <id>`.
     pub what: String,
+    /// When.
+    pub at: Instant,
+}
+
+/// A new cluster forced by a replica's [`QuorumRecovery`].
+#[derive(Debug, Clone)]
+pub struct Recovery {
+    /// The replica's node (its IP), the survivor that forced it.
+    pub node: String,
+    /// The Raft members before, by logical ID.
+    pub members: Vec<String>,
+    /// Those whose instances existed.
+    pub live: Vec<String>,
     /// When.
     pub at: Instant,
 }
@@ -105,6 +121,10 @@ pub struct LocalSwarm {
     replicas: Mutex<BTreeMap<InstanceId, Replica>>,
     /// Every mutation by every replica.
     pub mutations: Arc<Mutex<Vec<Mutation>>>,
+    /// Every new cluster forced by a replica's quorum recovery.
+    pub recoveries: Arc<Mutex<Vec<Recovery>>>,
+    recover_after: Duration,
+    remove_down_after: Option<Duration>,
     /// Every replica's events: (replica IP, when, event).
     pub events: broadcast::Sender<(String, Instant, EngineEvent)>,
 }
@@ -118,6 +138,17 @@ pub struct Health {
     pub reachable: Vec<String>,
     /// IPs of ready workers.
     pub workers: Vec<String>,
+}
+
+/// What one manager's engine says of itself ([`LocalSwarm::self_reports`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SelfReport {
+    /// The node's IP.
+    pub ip: String,
+    /// The ID of the swarm it is a manager of (none: not a manager, or no answer).
+    pub cluster: Option<String>,
+    /// Whether it reports itself the Raft leader.
+    pub leader: bool,
 }
 
 /// The managers' group ID.
@@ -158,8 +189,27 @@ impl LocalSwarm {
             workers,
             replicas: Mutex::new(BTreeMap::new()),
             mutations: Arc::default(),
+            recoveries: Arc::default(),
+            recover_after: Duration::from_secs(10),
+            remove_down_after: Some(REMOVE_DOWN_AFTER),
             events: broadcast::channel(4096).0,
         })
+    }
+
+    /// How long a replica's [`QuorumRecovery`] waits without a Raft leader before it looks at
+    /// the provider (default 10 s).
+    #[must_use]
+    pub fn with_recover_after(mut self, after: Duration) -> Self {
+        self.recover_after = after;
+        self
+    }
+
+    /// How long the flavors leave a dead node `Down` in the swarm before they remove it
+    /// (default [`REMOVE_DOWN_AFTER`]).
+    #[must_use]
+    pub fn with_remove_down_after(mut self, after: Option<Duration>) -> Self {
+        self.remove_down_after = after;
+        self
     }
 
     /// The managers' fixed IPs.
@@ -271,6 +321,32 @@ impl LocalSwarm {
             term: term.clone(),
             log: self.mutations.clone(),
         };
+        let mut recovery = QuorumRecovery::new(
+            engine.clone(),
+            Arc::new(self.nodes.clone()),
+            Tags::new().with(GROUP_TAG, MANAGERS),
+        )
+        .after(self.recover_after);
+        let (recoveries, survivor) = (self.recoveries.clone(), ip.clone());
+        let recover = tokio::spawn(async move {
+            loop {
+                match recovery.check().await {
+                    Ok(Check::Recovered { members, live }) => {
+                        if let Ok(mut log) = recoveries.lock() {
+                            log.push(Recovery {
+                                node: survivor.clone(),
+                                members,
+                                live,
+                                at: Instant::now(),
+                            });
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::debug!(error = %e, "quorum recovery"),
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        });
         let manager = Manager::builder(
             SwarmLeadership::new(engine.clone()),
             SwarmStore::new(engine.clone()),
@@ -280,9 +356,14 @@ impl LocalSwarm {
                 .instance("nodes", recorded)
                 .flavor(
                     "swarm/manager",
-                    SwarmFlavor::new(engine.clone(), Role::Manager),
+                    SwarmFlavor::new(engine.clone(), Role::Manager)
+                        .remove_down_after(self.remove_down_after),
                 )
-                .flavor("swarm/worker", SwarmFlavor::new(engine, Role::Worker)),
+                .flavor(
+                    "swarm/worker",
+                    SwarmFlavor::new(engine, Role::Worker)
+                        .remove_down_after(self.remove_down_after),
+                ),
         )
         .options(
             EngineOptions::default()
@@ -319,7 +400,7 @@ impl LocalSwarm {
         Replica {
             ip,
             manager,
-            tasks: vec![forward],
+            tasks: vec![forward, recover],
         }
     }
 
@@ -386,6 +467,79 @@ impl LocalSwarm {
             .flatten()
             .next()
             .unwrap_or_default()
+    }
+
+    /// What every live manager's engine says of itself, all asked at once (2 s limit each):
+    /// the swarm it is in and whether it is that swarm's Raft leader. Two reports of
+    /// leading, or two cluster IDs, would be two swarms.
+    pub async fn self_reports(&self) -> Vec<SelfReport> {
+        let live = self
+            .nodes
+            .describe(&Tags::new().with(GROUP_TAG, MANAGERS), false)
+            .await
+            .unwrap_or_default();
+        let asks = live.into_iter().map(|d| {
+            let socket = self.nodes.socket(&d.id);
+            let ip = d
+                .logical_id
+                .map(|l| l.as_str().to_owned())
+                .unwrap_or_default();
+            async move {
+                let ask = async {
+                    let engine = connect(&socket).await.ok()?;
+                    let swarm = engine.info().await.ok()?.swarm?;
+                    // A node joining (or left out) reports an empty cluster ID.
+                    let cluster = swarm.cluster.and_then(|c| c.id).filter(|c| !c.is_empty());
+                    let me = swarm.node_id.filter(|n| !n.is_empty())?;
+                    let leader = match engine.list_nodes(None).await {
+                        Ok(nodes) => nodes.iter().any(|n| {
+                            n.id.as_deref() == Some(me.as_str())
+                                && n.manager_status.as_ref().and_then(|m| m.leader) == Some(true)
+                        }),
+                        Err(_) => false,
+                    };
+                    Some((cluster, leader))
+                };
+                let (cluster, leader) = tokio::time::timeout(Duration::from_secs(2), ask)
+                    .await
+                    .ok()
+                    .flatten()
+                    .unwrap_or((None, false));
+                SelfReport {
+                    ip,
+                    cluster,
+                    leader,
+                }
+            }
+        });
+        futures::future::join_all(asks).await
+    }
+
+    /// The swarm's nodes that are `Down`, by node ID, as the first live manager that answers
+    /// sees them (empty if none answers).
+    pub async fn down_nodes(&self) -> Vec<String> {
+        let live = self
+            .nodes
+            .describe(&Tags::new().with(GROUP_TAG, MANAGERS), false)
+            .await
+            .unwrap_or_default();
+        for d in live {
+            let ask = async {
+                let engine = connect(&self.nodes.socket(&d.id)).await.ok()?;
+                engine.list_nodes(None).await.ok()
+            };
+            if let Ok(Some(nodes)) = tokio::time::timeout(Duration::from_secs(2), ask).await {
+                return nodes
+                    .into_iter()
+                    .filter(|n| {
+                        n.status.as_ref().and_then(|s| s.state)
+                            == Some(bollard::models::NodeState::DOWN)
+                    })
+                    .filter_map(|n| n.id)
+                    .collect();
+            }
+        }
+        Vec::new()
     }
 
     /// Whether every manager is reachable under a leader and every worker ready.

@@ -1,9 +1,13 @@
 //! The chaos test of the local self-healing swarm (root, docker.io; `scripts/test` prepares
 //! both): a swarm grown from one seed node by replicas beside its managers; the leader node is
 //! killed, a worker is killed and its replacement boots cut off (it never joins, and is
-//! replaced for its unknown health), the leader's link is cut and restored. Checked throughout: no
-//! two live nodes for one logical ID, a node of another group is never touched, and at most
-//! one replica issues mutations at any time (per replica and term).
+//! replaced for its unknown health) and the dead workers' nodes are removed from the swarm, the
+//! leader's link is cut and restored, two managers are killed at once (a majority: the
+//! survivor forces a new cluster and the swarm heals itself), and two managers' links are cut
+//! at once (a partition: nothing is forced, the swarm heals with its own nodes). Checked
+//! throughout: no two live nodes for one logical ID, a node of another group is never touched,
+//! at most one replica issues mutations at any time (per replica and term), and never two
+//! swarms (at most one manager reports itself leader, all report one cluster ID).
 
 use infrakit_core::reconcile::{Cause, EngineEvent};
 use infrakit_core::*;
@@ -16,10 +20,12 @@ use std::time::Duration;
 async fn the_swarm_heals_kills_and_partitions_with_one_active_replica() {
     let swarm = Arc::new(
         LocalSwarm::new("ikch", "/tmp/infrakit-chaos", "10.219.0", 3, 2)
-            .unwrap_or_else(|e| panic!("{e}")),
+            .unwrap_or_else(|e| panic!("{e}"))
+            .with_remove_down_after(Some(Duration::from_secs(5)))
+            .with_recover_after(Duration::from_secs(10)),
     );
     let start = std::time::Instant::now();
-    let outcome = tokio::time::timeout(Duration::from_secs(900), chaos(&swarm)).await;
+    let outcome = tokio::time::timeout(Duration::from_secs(1200), chaos(&swarm)).await;
     let log = swarm.mutation_lines(start);
     if !matches!(outcome, Ok(Ok(()))) {
         println!("{}", swarm.diagnose().await);
@@ -31,7 +37,7 @@ async fn the_swarm_heals_kills_and_partitions_with_one_active_replica() {
     match outcome {
         Ok(Ok(())) => {}
         Ok(Err(e)) => panic!("{e}"),
-        Err(_) => panic!("the chaos test did not finish within 15 minutes"),
+        Err(_) => panic!("the chaos test did not finish within 20 minutes"),
     }
 }
 
@@ -71,6 +77,34 @@ async fn chaos(swarm: &Arc<LocalSwarm>) -> Result<(), infrakit_swarm::local_swar
                     }
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    };
+
+    // Never two swarms: one cluster ID all along; and while no quorum is left (a majority
+    // killed, or cut off) at most one manager reports itself leader. (A leader cut off alone
+    // may still believe it leads while the majority elects another: the Raft leader's stale
+    // view, not a second swarm; its cluster ID is the same.)
+    let split: Arc<Mutex<Vec<String>>> = Arc::default();
+    let no_quorum = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (swarm, split, no_quorum) = (swarm.clone(), split.clone(), no_quorum.clone());
+        tokio::spawn(async move {
+            let start = std::time::Instant::now();
+            loop {
+                let reports = swarm.self_reports().await;
+                let leaders = reports.iter().filter(|r| r.leader).count();
+                let clusters: std::collections::BTreeSet<&String> =
+                    reports.iter().filter_map(|r| r.cluster.as_ref()).collect();
+                let strict = no_quorum.load(std::sync::atomic::Ordering::SeqCst);
+                if clusters.len() > 1 || (strict && leaders > 1) {
+                    split.lock().unwrap().push(format!(
+                        "{:.1}s{}: {reports:?}",
+                        start.elapsed().as_secs_f64(),
+                        if strict { " (no quorum)" } else { "" }
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
             }
         })
     };
@@ -172,6 +206,20 @@ async fn chaos(swarm: &Arc<LocalSwarm>) -> Result<(), infrakit_swarm::local_swar
         replaced_at >= Duration::from_secs(60),
         "replaced before its 60 s: {replaced_at:?}"
     );
+    // The killed worker's node and the cut-off one's (if it ever registered) stay `Down`
+    // with no instance: the workers' flavor removes them after its grace period (5 s here).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let down = swarm.down_nodes().await;
+        if down.is_empty() {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(format!("dead nodes still in the swarm after 60 s: {down:?}").into());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    println!("the dead workers' nodes are gone from the swarm");
 
     stable(swarm, Duration::from_secs(15)).await?;
 
@@ -198,8 +246,122 @@ async fn chaos(swarm: &Arc<LocalSwarm>) -> Result<(), infrakit_swarm::local_swar
         "a partitioned node is not replaced: it comes back as itself"
     );
 
+    stable(swarm, Duration::from_secs(15)).await?;
+
+    // 4. Two managers die at once: no quorum, no Raft leader, ever, until the survivor (the
+    //    only one the provider still lists) forces a new cluster from its state. Its replica
+    //    then leads and brings the two back with their IPs and data roots.
+    let before = swarm.health().await;
+    let leader = before.leader.clone().ok_or("no leader")?;
+    let ips = swarm.manager_ips();
+    let other = ips
+        .iter()
+        .find(|ip| **ip != leader)
+        .ok_or("one manager only")?
+        .clone();
+    let survivor = ips
+        .iter()
+        .find(|ip| **ip != leader && **ip != other)
+        .ok_or("two managers only")?
+        .clone();
+    let workers_before: Vec<InstanceId> = ids(swarm, WORKERS).await?;
+    let mut victims = Vec::new();
+    for ip in [&leader, &other] {
+        victims.push(swarm.node_of(ip).await.ok_or("no manager node")?);
+    }
+    no_quorum.store(true, std::sync::atomic::Ordering::SeqCst);
+    let killed = std::time::Instant::now();
+    for v in &victims {
+        swarm.nodes.kill(v)?;
+    }
+    let deadline = killed + Duration::from_secs(300);
+    loop {
+        let h = swarm.health().await;
+        if swarm.whole(&h) && h.reachable == ips {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(format!(
+                "two managers killed: not whole after 300 s: {h:?}, recoveries {:?}",
+                swarm.recoveries.lock().unwrap()
+            )
+            .into());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    no_quorum.store(false, std::sync::atomic::Ordering::SeqCst);
+    let recoveries = swarm.recoveries.lock().unwrap().clone();
+    println!(
+        "two managers killed: the survivor forced a new cluster after {:.1}s, whole after {:.1}s",
+        recoveries
+            .first()
+            .map(|r| r.at.duration_since(killed).as_secs_f64())
+            .unwrap_or(f64::NAN),
+        killed.elapsed().as_secs_f64()
+    );
+    assert_eq!(
+        recoveries.len(),
+        1,
+        "one forced new cluster: {recoveries:?}"
+    );
+    assert_eq!(recoveries[0].node, survivor, "the survivor forced it");
+    for (ip, old) in [&leader, &other].into_iter().zip(&victims) {
+        let node = swarm.node_of(ip).await.ok_or("no node at a killed IP")?;
+        assert_ne!(&node, old, "{ip} is a new node");
+    }
+    let replica = swarm
+        .replica_manager(&survivor)
+        .ok_or("no replica beside the survivor")?;
+    let groups = Group::inspect(&replica).await?;
+    assert_eq!(
+        groups.len(),
+        2,
+        "the committed spec is still in the swarm: {groups:?}"
+    );
+    assert_eq!(
+        ids(swarm, WORKERS).await?,
+        workers_before,
+        "the workers stayed joined: none was replaced"
+    );
+
+    stable(swarm, Duration::from_secs(15)).await?;
+
+    // 5. Two managers' links are cut at once: no leader either, but the provider still lists
+    //    them, so nothing is forced; when the links return the swarm is whole with its own
+    //    nodes.
+    let managers_before: Vec<InstanceId> = ids(swarm, MANAGERS).await?;
+    let cut: Vec<InstanceId> = managers_before.iter().take(2).cloned().collect();
+    no_quorum.store(true, std::sync::atomic::Ordering::SeqCst);
+    for c in &cut {
+        swarm.nodes.set_link(c, false)?;
+    }
+    let cut_at = std::time::Instant::now();
+    // Longer than the recovery's 10 s without a leader, with room for its checks.
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let leaderless = swarm.health().await;
+    for c in &cut {
+        swarm.nodes.set_link(c, true)?;
+    }
+    no_quorum.store(false, std::sync::atomic::Ordering::SeqCst);
+    swarm.wait_whole(Duration::from_secs(240)).await?;
+    println!(
+        "two links cut for 30 s (leader meanwhile: {:?}): whole again {:.1}s after the cut",
+        leaderless.leader,
+        cut_at.elapsed().as_secs_f64()
+    );
+    let recoveries = swarm.recoveries.lock().unwrap().len();
+    assert_eq!(recoveries, 1, "no new cluster forced during a partition");
+    assert_eq!(
+        ids(swarm, MANAGERS).await?,
+        managers_before,
+        "partitioned managers are not replaced: they come back as themselves"
+    );
+
     supervisor.abort();
     watcher.abort();
+    sampler.abort();
+    let split = split.lock().unwrap().clone();
+    assert!(split.is_empty(), "two swarms at once: {split:?}");
     let duplicates = duplicates.lock().unwrap().clone();
     assert!(
         duplicates.is_empty(),
@@ -219,6 +381,22 @@ async fn chaos(swarm: &Arc<LocalSwarm>) -> Result<(), infrakit_swarm::local_swar
     let n = swarm.check_mutations()?;
     println!("{n} mutations, never two replicas at once");
     Ok(())
+}
+
+/// The live instances of `group`, sorted.
+async fn ids(
+    swarm: &LocalSwarm,
+    group: &str,
+) -> Result<Vec<InstanceId>, infrakit_swarm::local_swarm::Error> {
+    let mut ids: Vec<InstanceId> = swarm
+        .nodes
+        .describe(&Tags::new().with(GROUP_TAG, group), false)
+        .await?
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    ids.sort();
+    Ok(ids)
 }
 
 /// Waits until the swarm has stayed whole under one leader for `period`.
