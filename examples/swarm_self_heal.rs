@@ -1,13 +1,17 @@
 //! The seed's story, unattended, on one machine: a swarm grown by our engine from one seed
 //! node; its leader node is killed three times; each time leadership moves, the replica on
 //! the new leader takes over and brings back a node with the same IP and the same data root,
-//! which rejoins as itself.
+//! which rejoins as itself. Then two managers are killed at once, a majority: the swarm has no
+//! Raft leader and cannot elect one, until the survivor's quorum recovery (the provider lists
+//! no instance for the other two) forces a new cluster from its state; its replica then leads
+//! and brings both back with their IPs and data roots.
 //!
 //! `cargo run --features swarm --example swarm_self_heal` (root, `docker.io` installed:
 //! `scripts/test --prepare-only` installs it). Options: `--kills N` (default 3), `--workers N`
 //! (default 2). Prints a timeline per kill (kill → new Raft leader → replica active →
-//! replacement provisioned → rejoined → three reachable managers), cleans up everything, and
-//! exits 0 only if every kill healed.
+//! replacement provisioned → rejoined → three reachable managers) and for the two-manager loss
+//! (kill → new cluster forced → replica active → both provisioned → both rejoined → whole),
+//! cleans up everything, and exits 0 only if every kill healed.
 
 use infrakit::reconcile::EngineEvent;
 use infrakit_swarm::local_swarm::{Error, LocalSwarm};
@@ -150,6 +154,9 @@ async fn scenario(swarm: &Arc<LocalSwarm>, kills: usize) -> Result<(), Error> {
         }
         healed += 1;
     }
+    if outcome.is_ok() {
+        outcome = majority_loss(swarm).await;
+    }
     supervisor.abort();
     println!("\nmutations (time since the start, replica node, its term, what):");
     for line in swarm.mutation_lines(t) {
@@ -158,4 +165,90 @@ async fn scenario(swarm: &Arc<LocalSwarm>, kills: usize) -> Result<(), Error> {
     let mutations = swarm.check_mutations()?;
     println!("\n{healed}/{kills} kills healed; {mutations} mutations, never two replicas at once");
     outcome
+}
+
+/// Two managers killed at once (the leader and another): the majority is lost.
+async fn majority_loss(swarm: &Arc<LocalSwarm>) -> Result<(), Error> {
+    let before = swarm.health().await;
+    let leader = before.leader.clone().ok_or("no leader before the kill")?;
+    let ips = swarm.manager_ips();
+    let victims: Vec<String> = std::iter::once(leader.clone())
+        .chain(ips.iter().filter(|ip| **ip != leader).take(1).cloned())
+        .collect();
+    let mut events = swarm.events.subscribe();
+    let recovered_before = swarm.recoveries.lock().map(|r| r.len()).unwrap_or(0);
+    let t0 = Instant::now();
+    for ip in &victims {
+        let node = swarm
+            .node_of(ip)
+            .await
+            .ok_or_else(|| format!("no node with IP {ip}"))?;
+        swarm.nodes.kill(&node)?;
+    }
+    let (mut forced, mut takeover, mut whole) = (None, None, None);
+    let mut provisioned: Vec<Instant> = Vec::new();
+    let mut rejoined: std::collections::BTreeMap<String, Instant> = Default::default();
+    let deadline = t0 + Duration::from_secs(300);
+    while whole.is_none() && Instant::now() < deadline {
+        while let Ok((_, at, e)) = events.try_recv() {
+            match e {
+                EngineEvent::LeadershipGained { .. } if takeover.is_none() => takeover = Some(at),
+                EngineEvent::Provisioned {
+                    logical_id: Some(l),
+                    ..
+                } if victims.iter().any(|v| v == l.as_str()) => provisioned.push(at),
+                _ => {}
+            }
+        }
+        if forced.is_none() {
+            forced = swarm
+                .recoveries
+                .lock()
+                .ok()
+                .and_then(|r| r.get(recovered_before).map(|r| r.at));
+        }
+        let h = swarm.health().await;
+        let now = Instant::now();
+        for v in &victims {
+            if forced.is_some() && h.reachable.contains(v) {
+                rejoined.entry(v.clone()).or_insert(now);
+            }
+        }
+        if rejoined.len() == victims.len() && swarm.whole(&h) {
+            whole = Some(now);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "\n two managers killed at once: {}\n  forced  takeover  provisioned  rejoined  whole   (seconds after the kill)",
+        victims.join(" and ")
+    );
+    println!(
+        "  {}    {}      {}     {}  {}",
+        since(t0, forced),
+        since(t0, takeover),
+        since(t0, provisioned.iter().max().copied()),
+        since(t0, rejoined.values().max().copied()),
+        since(t0, whole)
+    );
+    if whole.is_none() {
+        return Err("the two-manager loss did not heal within 300 s".into());
+    }
+    let h = swarm.health().await;
+    let leader = h.leader.clone().unwrap_or_default();
+    let groups = match swarm.replica_manager(&leader) {
+        Some(replica) => infrakit::Group::inspect(&replica).await?,
+        None => Vec::new(),
+    };
+    println!(
+        "  whole again: managers {:?} (the same IPs), leader {leader}, workers {:?}, \
+         committed groups still in the swarm store: {:?}",
+        h.reachable,
+        h.workers,
+        groups.iter().map(|g| g.id.to_string()).collect::<Vec<_>>()
+    );
+    if groups.is_empty() {
+        return Err("the committed spec is gone from the swarm store".into());
+    }
+    Ok(())
 }
