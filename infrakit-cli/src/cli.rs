@@ -277,6 +277,23 @@ pub struct RunArgs {
     #[arg(long, value_name = "ADDR")]
     pub http: Option<std::net::SocketAddr>,
 
+    /// With `--leadership swarm`: bring the swarm back from the loss of a majority of its
+    /// managers. After --recover-after without a Raft leader, if the instance plugin PLUGIN
+    /// (a built-in or a socket name) lists no instance for a majority of the managers (their
+    /// logical IDs are their addresses), the survivor with the lowest logical ID forces a new
+    /// cluster from its state. A manager the plugin still lists (a cut link) never counts as
+    /// lost. Off unless given.
+    #[arg(long, value_name = "PLUGIN")]
+    pub recover_with: Option<String>,
+
+    /// The group whose instances are the managers, for --recover-with.
+    #[arg(long, default_value = "managers", value_name = "GROUP")]
+    pub recover_group: String,
+
+    /// How long without a Raft leader before --recover-with looks at the instance plugin.
+    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    pub recover_after: Duration,
+
     /// Options of the built-in plugins.
     #[command(flatten)]
     pub builtin: BuiltinArgs,

@@ -35,6 +35,9 @@ pub async fn run(dir: PluginDir, args: RunArgs) -> anyhow::Result<()> {
     if args.follow.is_some() && args.leadership != LeadershipKind::Static {
         anyhow::bail!("--follow goes with --leadership static");
     }
+    if args.recover_with.is_some() && args.leadership != LeadershipKind::Swarm {
+        anyhow::bail!("--recover-with goes with --leadership swarm");
+    }
     let mut campaign = etcd::Campaign::new();
     let leadership: Arc<dyn Leadership> = match args.leadership {
         LeadershipKind::Static => match &args.follow {
@@ -87,7 +90,7 @@ pub async fn run(dir: PluginDir, args: RunArgs) -> anyhow::Result<()> {
     }
 
     let manager = Manager::builder_arc(leadership, store)
-        .plugins(plugins)
+        .plugins(plugins.clone())
         .options(EngineOptions::default().resync(args.resync))
         .build();
     let status = ReplicaStatus {
@@ -110,6 +113,15 @@ pub async fn run(dir: PluginDir, args: RunArgs) -> anyhow::Result<()> {
         Some(addr) => Some(crate::http::serve(addr, manager.clone(), id.clone()).await?),
         None => None,
     };
+    let recovery = match &args.recover_with {
+        Some(plugin) => {
+            let instances = plugins
+                .resolve_instance(&infrakit_core::PluginSpec::new(plugin.clone(), Value::Null))
+                .with_context(|| format!("--recover-with {plugin}"))?;
+            Some(quorum_recovery(&args, instances).await?)
+        }
+        None => None,
+    };
     manager.start();
     tracing::info!(socket = %socket.display(), %id, leadership = ?args.leadership, store = ?args.store, plugin_dir = %dir.dir().display(), "manager replica running");
 
@@ -117,6 +129,9 @@ pub async fn run(dir: PluginDir, args: RunArgs) -> anyhow::Result<()> {
     tracing::info!(%signal, "shutting down: controllers stop, instances keep running");
     if let Some(http) = http {
         http.stop().await;
+    }
+    if let Some(recovery) = recovery {
+        recovery.abort();
     }
     server.stop().await;
     manager.shutdown().await;
@@ -254,6 +269,29 @@ async fn swarm_leadership(args: &RunArgs) -> anyhow::Result<Arc<dyn Leadership>>
 #[cfg(not(feature = "swarm"))]
 async fn swarm_leadership(_: &RunArgs) -> anyhow::Result<Arc<dyn Leadership>> {
     Err(crate::without_swarm("--leadership swarm"))
+}
+
+/// `--recover-with`: a [`QuorumRecovery`](infrakit_swarm::QuorumRecovery) beside the replica,
+/// on the same engine.
+#[cfg(feature = "swarm")]
+async fn quorum_recovery(
+    args: &RunArgs,
+    instances: Arc<dyn infrakit_core::Instance>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let docker = crate::docker(&args.builtin.docker_host).await?;
+    let managers = infrakit_core::Tags::new().with(infrakit_core::GROUP_TAG, &args.recover_group);
+    tracing::info!(group = %args.recover_group, after = ?args.recover_after, "quorum recovery on");
+    let recovery =
+        infrakit_swarm::QuorumRecovery::new(docker, instances, managers).after(args.recover_after);
+    Ok(tokio::spawn(recovery.run()))
+}
+
+#[cfg(not(feature = "swarm"))]
+async fn quorum_recovery(
+    _: &RunArgs,
+    _: Arc<dyn infrakit_core::Instance>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    Err(crate::without_swarm("--recover-with"))
 }
 
 #[cfg(feature = "swarm")]

@@ -751,6 +751,27 @@ fn no_manager_is_a_clear_error() {
 }
 
 #[test]
+fn quorum_recovery_goes_with_swarm_leadership() {
+    let w = World::new();
+    let out = w
+        .run(&[
+            "manager",
+            "run",
+            "--builtin",
+            "simulator=nodes",
+            "--recover-with",
+            "nodes",
+        ])
+        .code(1);
+    assert!(
+        out.stderr
+            .contains("--recover-with goes with --leadership swarm"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
 fn help_reads_well() {
     let w = World::new();
     let top = w.run(&["--help"]).ok().stdout;
