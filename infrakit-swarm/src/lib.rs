@@ -41,5 +41,5 @@ pub use docker::{DockerError, connect};
 pub use flavor::{DEFAULT_TEMPLATE, LINK_LABEL, REMOVE_DOWN_AFTER, Role, SwarmFlavor, health_of};
 pub use leadership::SwarmLeadership;
 pub use node::{Boot, DATA_ROOT_ATTACHMENT, EngineNodes};
-pub use recovery::{Check, QuorumRecovery, RECOVER_AFTER, RecoveryError};
+pub use recovery::{QuorumRecovery, RECOVER_AFTER, RecoveryCheck, RecoveryError};
 pub use store::{MAX_ENCODED_BYTES, SPEC_LABEL, SwarmStore};

@@ -12,8 +12,8 @@
 //! `swarm_self_heal` example and the swarm chaos test use it.
 
 use crate::{
-    Check, DATA_ROOT_ATTACHMENT, EngineNodes, QuorumRecovery, REMOVE_DOWN_AFTER, Role, SwarmFlavor,
-    SwarmLeadership, SwarmStore, connect,
+    DATA_ROOT_ATTACHMENT, EngineNodes, QuorumRecovery, REMOVE_DOWN_AFTER, RecoveryCheck, Role,
+    SwarmFlavor, SwarmLeadership, SwarmStore, connect,
 };
 use infrakit_core::reconcile::EngineEvent;
 use infrakit_core::*;
@@ -331,7 +331,7 @@ impl LocalSwarm {
         let recover = tokio::spawn(async move {
             loop {
                 match recovery.check().await {
-                    Ok(Check::Recovered { members, live }) => {
+                    Ok(RecoveryCheck::Recovered { members, live }) => {
                         if let Ok(mut log) = recoveries.lock() {
                             log.push(Recovery {
                                 node: survivor.clone(),

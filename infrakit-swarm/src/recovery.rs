@@ -22,7 +22,7 @@ const FORCE_TIMEOUT: Duration = Duration::from_secs(90);
 /// What one [`QuorumRecovery::check`] found, and did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Check {
+pub enum RecoveryCheck {
     /// The local engine is not an active manager (a worker, joining, or no swarm): a worker
     /// never recovers a swarm.
     NotAManager,
@@ -212,7 +212,7 @@ impl QuorumRecovery {
 
     /// One look at the engine and, if the swarm has been leaderless long enough, at the
     /// provider; forces a new cluster if this node is the one to.
-    pub async fn check(&mut self) -> Result<Check, RecoveryError> {
+    pub async fn check(&mut self) -> Result<RecoveryCheck, RecoveryError> {
         let (me, members) = match self.timed(self.docker.info()).await {
             Ok(info) => {
                 let swarm = info.swarm.unwrap_or_default();
@@ -221,7 +221,7 @@ impl QuorumRecovery {
                 if !self.manager {
                     self.leaderless_since = None;
                     self.view = None;
-                    return Ok(Check::NotAManager);
+                    return Ok(RecoveryCheck::NotAManager);
                 }
                 let me = swarm.node_addr.unwrap_or_default();
                 let mut members: BTreeSet<String> = swarm
@@ -242,7 +242,7 @@ impl QuorumRecovery {
                 };
                 if led {
                     self.leaderless_since = None;
-                    return Ok(Check::Led);
+                    return Ok(RecoveryCheck::Led);
                 }
                 (me, members)
             }
@@ -257,7 +257,7 @@ impl QuorumRecovery {
         let now = Instant::now();
         let since = now.duration_since(*self.leaderless_since.get_or_insert(now));
         if since < self.after {
-            return Ok(Check::Leaderless { since });
+            return Ok(RecoveryCheck::Leaderless { since });
         }
         let live: BTreeSet<String> = self
             .instances
@@ -270,12 +270,12 @@ impl QuorumRecovery {
         let vec = |s: &BTreeSet<String>| s.iter().cloned().collect::<Vec<_>>();
         let alive: BTreeSet<String> = members.intersection(&live).cloned().collect();
         match decide(&members, &live, &me) {
-            Decision::Wait => Ok(Check::QuorumExists {
+            Decision::Wait => Ok(RecoveryCheck::QuorumExists {
                 members: vec(&members),
                 live: vec(&alive),
             }),
-            Decision::NotListed => Ok(Check::NotListed),
-            Decision::Other(survivor) => Ok(Check::OtherSurvivor { survivor }),
+            Decision::NotListed => Ok(RecoveryCheck::NotListed),
+            Decision::Other(survivor) => Ok(RecoveryCheck::OtherSurvivor { survivor }),
             Decision::Recover => {
                 tracing::warn!(
                     node = %me,
@@ -298,7 +298,7 @@ impl QuorumRecovery {
                 // Give the new cluster the same time before anything is considered again.
                 self.leaderless_since = None;
                 tracing::warn!(node = %me, "new cluster forced: this node leads it");
-                Ok(Check::Recovered {
+                Ok(RecoveryCheck::Recovered {
                     members: vec(&members),
                     live: vec(&alive),
                 })
@@ -309,14 +309,15 @@ impl QuorumRecovery {
     /// Checks every [`interval`](Self::interval) until the task is dropped; logs what it
     /// decides when that changes.
     pub async fn run(mut self) {
-        let mut last: Option<std::mem::Discriminant<Check>> = None;
+        let mut last: Option<std::mem::Discriminant<RecoveryCheck>> = None;
         loop {
             match self.check().await {
                 Ok(c) => {
                     let d = std::mem::discriminant(&c);
                     if last != Some(d) {
                         match &c {
-                            Check::QuorumExists { .. } | Check::OtherSurvivor { .. } => {
+                            RecoveryCheck::QuorumExists { .. }
+                            | RecoveryCheck::OtherSurvivor { .. } => {
                                 tracing::info!(check = ?c, "no Raft leader: waiting")
                             }
                             _ => tracing::debug!(check = ?c, "quorum recovery"),
