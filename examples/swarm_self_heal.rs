@@ -93,6 +93,7 @@ async fn scenario(swarm: &Arc<LocalSwarm>, kills: usize) -> Result<(), Error> {
     );
     let mut healed = 0;
     let mut outcome = Ok(());
+    let mut phases: Vec<[Option<f64>; 7]> = Vec::new();
     for k in 1..=kills {
         let before = swarm.health().await;
         let Some(leader_ip) = before.leader.clone() else {
@@ -148,11 +149,26 @@ async fn scenario(swarm: &Arc<LocalSwarm>, kills: usize) -> Result<(), Error> {
             since(t0, rejoined),
             since(t0, whole)
         );
+        let gap = |a: Option<Instant>, b: Option<Instant>| {
+            Some(b?.saturating_duration_since(a?).as_secs_f64())
+        };
+        phases.push([
+            gap(Some(t0), election),
+            gap(election, takeover),
+            gap(takeover, provisioned),
+            gap(provisioned, rejoined),
+            gap(rejoined, whole),
+            gap(Some(t0), whole),
+            gap(election, whole),
+        ]);
         if whole.is_none() {
             outcome = Err(format!("kill {k} ({leader_ip}) did not heal within 240 s").into());
             break;
         }
         healed += 1;
+    }
+    if phases.len() > 1 {
+        summary(&phases);
     }
     if outcome.is_ok() {
         outcome = majority_loss(swarm).await;
@@ -165,6 +181,40 @@ async fn scenario(swarm: &Arc<LocalSwarm>, kills: usize) -> Result<(), Error> {
     let mutations = swarm.check_mutations()?;
     println!("\n{healed}/{kills} kills healed; {mutations} mutations, never two replicas at once");
     outcome
+}
+
+/// Min / median / max of each phase over the kills.
+fn summary(phases: &[[Option<f64>; 7]]) {
+    const NAMES: [&str; 7] = [
+        "kill → election",
+        "election → takeover",
+        "takeover → provisioned",
+        "provisioned → rejoined",
+        "rejoined → whole",
+        "kill → whole",
+        "election → whole",
+    ];
+    println!(
+        "\n phase (over {} kills, seconds)   min  median     max",
+        phases.len()
+    );
+    for (i, name) in NAMES.iter().enumerate() {
+        let mut v: Vec<f64> = phases.iter().filter_map(|p| p[i]).collect();
+        v.sort_by(f64::total_cmp);
+        if v.is_empty() {
+            continue;
+        }
+        let median = if v.len() % 2 == 1 {
+            v[v.len() / 2]
+        } else {
+            (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
+        };
+        println!(
+            " {name:<28} {:6.2}  {median:6.2}  {:6.2}",
+            v[0],
+            v[v.len() - 1]
+        );
+    }
 }
 
 /// Two managers killed at once (the leader and another): the majority is lost.
