@@ -5,7 +5,12 @@
 //! - `json_floor_describe_1000`: the same 1,000 descriptions in their wire shape serialised
 //!   and parsed back in-process (serde_json, no socket), what any JSON-RPC plugin must pay;
 //! - `http_echo_small`: a bare HTTP/1.1 round trip of a small body (the size of a Provision
-//!   request) on the same kind of Unix socket and runtime (hyper, no JSON-RPC).
+//!   request) on the same kind of Unix socket and runtime (hyper, no JSON-RPC);
+//! - `http_echo_json_small`: the same echo, the server parsing the body into a
+//!   `serde_json::Value` and writing it back before answering (about a microsecond of work).
+//!   On a two-core machine this alone moves the round trip from the bare echo's to that of a
+//!   full JSON-RPC call: once the server works at all, the idle runtime worker parks and every
+//!   hop pays a kernel wake-up (`try_to_wake_up`, futex, epoll in the profile).
 //!
 //! Targets: `describe_1000` ≤ 2× `json_floor_describe_1000`; `provision_small` ≤ 1.5×
 //! `http_echo_small`.
@@ -24,8 +29,18 @@ use std::sync::Arc;
 /// A provision request's body, as the client sends it (the echo floor's payload).
 const SMALL_BODY: &[u8] = br#"{"jsonrpc":"2.0","method":"Instance.Provision","params":{"Type":"","Spec":{"Properties":null,"Tags":{"bench":"provision"},"Init":"","LogicalID":null,"Attachments":null}},"id":1}"#;
 
+/// What an echo server does with the body before answering it.
+#[derive(Clone, Copy)]
+enum Echo {
+    /// The body as received.
+    Bare,
+    /// The body parsed into a `serde_json::Value` and written back: the least JSON work any
+    /// JSON-RPC server does with a call.
+    Json,
+}
+
 /// A bare HTTP/1.1 server on a Unix socket that answers every POST with its body.
-async fn echo_server(path: &Path) -> tokio::task::JoinHandle<()> {
+async fn echo_server(path: &Path, echo: Echo) -> tokio::task::JoinHandle<()> {
     let _ = std::fs::remove_file(path);
     let listener = tokio::net::UnixListener::bind(path).expect("bind the echo socket");
     tokio::spawn(async move {
@@ -33,7 +48,12 @@ async fn echo_server(path: &Path) -> tokio::task::JoinHandle<()> {
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(
                     |req: hyper::Request<hyper::body::Incoming>| async move {
-                        let body = req.into_body().collect().await?.to_bytes();
+                        let mut body = req.into_body().collect().await?.to_bytes();
+                        if let Echo::Json = echo {
+                            let value: serde_json::Value =
+                                serde_json::from_slice(&body).expect("a JSON body");
+                            body = Bytes::from(serde_json::to_vec(&value).expect("encode"));
+                        }
                         let mut response = hyper::Response::new(Full::new(body));
                         response.headers_mut().insert(
                             hyper::header::CONTENT_TYPE,
@@ -124,7 +144,9 @@ fn rpc(c: &mut Criterion) {
         descriptions: Some(descriptions),
     };
     let echo_socket = dir.join("echo.sock");
-    let echo = rt.block_on(echo_server(&echo_socket));
+    let echo = rt.block_on(echo_server(&echo_socket, Echo::Bare));
+    let echo_json_socket = dir.join("echo-json.sock");
+    let echo_json = rt.block_on(echo_server(&echo_json_socket, Echo::Json));
 
     let mut group = c.benchmark_group("rpc");
     group.throughput(Throughput::Elements(1));
@@ -157,21 +179,26 @@ fn rpc(c: &mut Criterion) {
             elapsed
         })
     });
-    group.bench_function("http_echo_small", |b| {
-        b.iter_custom(|iters| {
-            let socket = echo_socket.clone();
-            rt.block_on(rt.spawn(async move {
-                let mut sender = echo_client(&socket).await;
-                echo_once(&mut sender).await;
-                let start = std::time::Instant::now();
-                for _ in 0..iters {
+    for (name, socket) in [
+        ("http_echo_small", &echo_socket),
+        ("http_echo_json_small", &echo_json_socket),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let socket = socket.clone();
+                rt.block_on(rt.spawn(async move {
+                    let mut sender = echo_client(&socket).await;
                     echo_once(&mut sender).await;
-                }
-                start.elapsed()
-            }))
-            .expect("bench task")
-        })
-    });
+                    let start = std::time::Instant::now();
+                    for _ in 0..iters {
+                        echo_once(&mut sender).await;
+                    }
+                    start.elapsed()
+                }))
+                .expect("bench task")
+            })
+        });
+    }
     // The calls run on a runtime worker, as an engine's controller makes them.
     let query = Arc::new(query);
     group.bench_function("describe_1000", |b| {
@@ -213,6 +240,7 @@ fn rpc(c: &mut Criterion) {
     });
     group.finish();
     echo.abort();
+    echo_json.abort();
     rt.block_on(server.stop());
     let _ = std::fs::remove_dir_all(&dir);
 }
