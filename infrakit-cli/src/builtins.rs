@@ -11,7 +11,7 @@ use infrakit_rpc::PluginServer;
 use std::sync::Arc;
 
 /// The kinds of built-in, for help and error messages.
-pub const KINDS: &[&str] = &["simulator", "vanilla", "container", "swarm", "ec2"];
+pub const KINDS: &[&str] = &["simulator", "vanilla", "container", "nodes", "swarm", "ec2"];
 
 /// A built-in plugin, made.
 pub enum Builtin {
@@ -73,6 +73,7 @@ pub async fn builtin_instance(
             Simulator::builder().latency(opts.simulator_latency).build(),
         ))),
         "container" => container(opts).await.map(Some),
+        "nodes" => nodes(opts).await.map(Some),
         "ec2" => ec2(opts).map(Some),
         _ => Ok(None),
     }
@@ -109,6 +110,25 @@ async fn container(opts: &BuiltinArgs) -> anyhow::Result<Arc<dyn Instance>> {
 #[cfg(not(feature = "swarm"))]
 async fn container(_: &BuiltinArgs) -> anyhow::Result<Arc<dyn Instance>> {
     Err(crate::without_swarm("the container built-in"))
+}
+
+/// Docker engines in network namespaces on this machine, each a node (root only): the seed's
+/// machines, made local. The bridge is created here, so the first provision does not wait.
+#[cfg(feature = "swarm")]
+async fn nodes(opts: &BuiltinArgs) -> anyhow::Result<Arc<dyn Instance>> {
+    let subnet = &opts.nodes_subnet;
+    let plugin = infrakit_swarm::EngineNodes::new(&opts.nodes_prefix, &opts.nodes_root, subnet)
+        .map_err(|e| anyhow::anyhow!("the nodes built-in: {e}"))?;
+    let network = plugin.clone();
+    tokio::task::spawn_blocking(move || network.ensure_network())
+        .await?
+        .map_err(|e| anyhow::anyhow!("the nodes built-in's network {subnet}: {e}"))?;
+    Ok(Arc::new(plugin))
+}
+
+#[cfg(not(feature = "swarm"))]
+async fn nodes(_: &BuiltinArgs) -> anyhow::Result<Arc<dyn Instance>> {
+    Err(crate::without_swarm("the nodes built-in"))
 }
 
 #[cfg(feature = "aws")]

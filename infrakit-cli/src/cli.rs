@@ -256,8 +256,9 @@ pub struct RunArgs {
     pub store_file: Option<PathBuf>,
 
     /// Run a built-in plugin in this process, as `KIND` or `KIND=NAME` (repeatable). Kinds:
-    /// simulator (instance), vanilla (flavor), container (instance) and swarm (flavor, types
-    /// manager and worker) with feature `swarm`.
+    /// simulator (instance), vanilla (flavor); container (instance), nodes (instance: Docker
+    /// engines in network namespaces) and swarm (flavor, types manager and worker) with feature
+    /// `swarm`; ec2 (instance) with feature `aws`.
     #[arg(long = "builtin", value_name = "KIND[=NAME]", value_parser = parse_builtin)]
     pub builtins: Vec<(String, String)>,
 
@@ -377,6 +378,19 @@ pub struct BuiltinArgs {
     #[arg(long, help_heading = BUILTIN, env = "INFRAKIT_EC2_SCOPE", default_value = "infrakit", value_name = "SCOPE")]
     pub ec2_scope: String,
 
+    /// The `nodes` built-in's name prefix (1 to 8 lowercase letters or digits): its network
+    /// namespaces, links and bridge are named after it.
+    #[arg(long, help_heading = BUILTIN, default_value = "ikn", value_name = "PREFIX")]
+    pub nodes_prefix: String,
+
+    /// Where the `nodes` built-in keeps its nodes (records, engine sockets, data roots).
+    #[arg(long, help_heading = BUILTIN, default_value = "/var/lib/infrakit/nodes", value_name = "DIR")]
+    pub nodes_root: PathBuf,
+
+    /// The `nodes` built-in's network (a /24; the host is .1 on its bridge).
+    #[arg(long, help_heading = BUILTIN, default_value = "10.90.0.0/24", value_name = "CIDR")]
+    pub nodes_subnet: String,
+
     /// Latency the `simulator` built-in adds to every call.
     #[arg(long, help_heading = BUILTIN, default_value = "0s", value_parser = parse_duration, value_name = "DURATION")]
     pub simulator_latency: Duration,
@@ -486,7 +500,8 @@ pub enum PluginCommand {
     /// Several manager replicas can then share one provider: name it in specs as
     /// `"Plugin": "<name>"` (or `"<name>/<type>"` for the swarm flavor's manager and worker).
     Start {
-        /// simulator, vanilla; container and swarm with feature `swarm`.
+        /// simulator, vanilla; container, nodes and swarm with feature `swarm`; ec2 with
+        /// feature `aws`.
         kind: String,
         /// The socket name [default: the kind].
         #[arg(long, value_name = "NAME|PATH")]
@@ -502,7 +517,7 @@ pub enum PluginCommand {
         call_log: Option<PathBuf>,
         /// Options of the built-in plugins.
         #[command(flatten)]
-        builtin: BuiltinArgs,
+        builtin: Box<BuiltinArgs>,
     },
 }
 

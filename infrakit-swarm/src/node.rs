@@ -273,8 +273,19 @@ impl EngineNodes {
             .map_err(|e| unavailable(format!("writing {}: {e}", dir.display())))
     }
 
-    /// Kills the engine of node `id`, its boot script and everything they started.
+    /// Kills the engine of node `id`, its boot script and everything they started, and every
+    /// other process in the node's namespace (a daemon the boot script started in a session
+    /// of its own, say): what runs on a machine dies with it.
     fn kill_engine(&self, id: &str) {
+        if let Ok(out) = Command::new("ip")
+            .args(["netns", "pids", id])
+            .stdin(Stdio::null())
+            .output()
+        {
+            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                quiet("kill", &["-9", pid]);
+            }
+        }
         if let Some(group) = self.boot_pid(id) {
             quiet("kill", &["-9", "--", &format!("-{group}")]);
         }
